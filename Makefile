@@ -1,0 +1,44 @@
+# make help: list the targets. Set-up is automatic: any target that needs the environment builds it.
+PYTHON ?= python3
+VENV ?= .venv
+# Installed before the package. On the reference machine this is a CPU wheel on disk.
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-all lint format clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## Create the virtual environment and install torch, then the package (editable, with dev extras)
+
+train: $(STAMP) ## Train the default model (en->de Multi30k); extra overrides via ARGS="model.hidden_size=256 ..."
+	$(BIN)/python -m seq2seq_lit.train $(ARGS)
+
+test: $(STAMP) ## Run the test suite (slow tests excluded)
+	$(BIN)/python -m pytest $(ARGS)
+
+test-all: $(STAMP) ## Run every test, the slow ones included
+	$(BIN)/python -m pytest -m "" $(ARGS)
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+format: $(STAMP) ## ruff format and autofix
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+clean: ## Remove build artefacts and caches (keeps logs/, data/ and the venv)
+	rm -rf build dist *.egg-info src/*.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

@@ -1,0 +1,142 @@
+"""Structured-config schemas: Hydra checks types and key names against these before any work starts."""
+
+from __future__ import annotations
+
+import netrc
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+RNN_NAMES = ("gru", "lstm")
+
+
+def validate_model_args(
+    hidden_size: int, n_layers: int, dropout: float, rnn: str, word_vec_size: int, tie_embeddings: bool
+) -> None:
+    """Fail early, naming the config key, on settings the architecture cannot take."""
+    if rnn not in RNN_NAMES:
+        raise ValueError(f"model.rnn={rnn!r} is not supported; allowed values: {list(RNN_NAMES)}")
+    if hidden_size < 2 or hidden_size % 2:
+        raise ValueError(
+            f"model.hidden_size={hidden_size} must be an even number >= 2: the bidirectional encoder "
+            "gives each direction hidden_size/2 units"
+        )
+    if n_layers < 1:
+        raise ValueError(f"model.n_layers={n_layers} must be >= 1")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"model.dropout={dropout} must be in [0, 1)")
+    if word_vec_size < 1:
+        raise ValueError(f"model.word_vec_size={word_vec_size} must be >= 1")
+    if tie_embeddings and word_vec_size != hidden_size:
+        raise ValueError(
+            f"model.tie_embeddings=true needs model.word_vec_size ({word_vec_size}) == "
+            f"model.hidden_size ({hidden_size}): the generator's weight is the decoder embedding"
+        )
+
+
+@dataclass
+class ModelConfig:
+    _target_: str = "seq2seq_lit.module.TranslationModule"
+    rnn: str = "lstm"
+    word_vec_size: int = 256
+    hidden_size: int = 512
+    n_layers: int = 2
+    dropout: float = 0.3
+    attention: bool = True
+    tie_embeddings: bool = False
+    label_smoothing: float = 0.0
+    optimizer: Any = None
+    scheduler: Any = None
+
+
+@dataclass
+class DataConfig:
+    _target_: str = MISSING
+    cache_dir: str = MISSING
+    vocab_size: int = 8000
+    joint_vocab: bool = False
+    spm_model_type: str = "unigram"
+    character_coverage: float = 1.0
+    max_length: int = 100
+    max_tokens: int | None = 4096
+    batch_size: int | None = None
+    eval_max_tokens: int | None = None
+    pool_size: int = 65536
+    num_workers: int = 0
+    seed: int | None = 0
+
+
+@dataclass
+class Multi30kConfig(DataConfig):
+    _target_: str = "seq2seq_lit.datamodule.Multi30kDataModule"
+    root: str = MISSING
+    src_lang: str = "en"
+    tgt_lang: str = "de"
+    test_splits: list[str] = field(default_factory=lambda: ["test_2016_flickr"])
+    download: bool = True
+
+
+@dataclass
+class ParallelTextConfig(DataConfig):
+    _target_: str = "seq2seq_lit.datamodule.TranslationDataModule"
+    train: list[str] = MISSING
+    val: list[str] = MISSING
+    test: Any = None
+
+
+@dataclass
+class TrainConfig:
+    # Typed as Any here; each group option carries its own schema (model_schema, multi30k_schema, ...).
+    model: Any = MISSING
+    data: Any = MISSING
+    trainer: Any = MISSING
+    logger: Any = None
+    callbacks: Any = None
+    paths: Any = MISSING
+    task_name: str = "train"
+    tags: list[str] = field(default_factory=list)
+    seed: int | None = 42
+    ckpt_path: str | None = None
+    train: bool = True
+    test: bool = True
+    optimized_metric: str = "val/ppl"
+
+
+def wandb_mode() -> str:
+    """``online`` only when the user is logged in to W&B and its server answers, else ``offline``.
+
+    ``WANDB_MODE`` in the environment wins. Never prompts, never waits more than two seconds.
+    """
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    logged_in = bool(os.environ.get("WANDB_API_KEY"))
+    if not logged_in:
+        try:
+            logged_in = netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+        except (OSError, netrc.NetrcParseError):
+            logged_in = False
+    if not logged_in:
+        return "offline"
+    try:
+        socket.create_connection((host, 443), timeout=2).close()
+    except OSError:
+        return "offline"
+    return "online"
+
+
+def register_configs() -> None:
+    """Put the schemas in Hydra's ConfigStore and register the ``wandb_mode`` resolver."""
+    if not OmegaConf.has_resolver("wandb_mode"):
+        OmegaConf.register_new_resolver("wandb_mode", wandb_mode)
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    # A group of their own keeps the schemas out of the options that --help lists.
+    cs.store(group="schema/model", name="rnn", node=ModelConfig)
+    cs.store(group="schema/data", name="multi30k", node=Multi30kConfig)
+    cs.store(group="schema/data", name="parallel_text", node=ParallelTextConfig)

@@ -1,0 +1,290 @@
+"""LightningDataModules: Multi30k and any parallel text files, tokenized, filtered and bucketed."""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader, Dataset
+
+from seq2seq_lit import multi30k
+from seq2seq_lit.corpus import file_digest, read_parallel
+from seq2seq_lit.sampler import BucketBatchSampler
+from seq2seq_lit.tokenizer import Tokenizer, cache_key, load_or_train, write_atomic
+from seq2seq_lit.vocab import BOS_ID, EOS_ID, PAD_ID
+
+log = logging.getLogger(__name__)
+
+
+class EncodedCorpus(Dataset):
+    """Token ids of a parallel corpus, stored flat; item ``i`` is ``(i, src_ids, tgt_ids)``."""
+
+    def __init__(self, src: list[list[int]], tgt: list[list[int]], keep: np.ndarray | None = None) -> None:
+        self.index = np.arange(len(src)) if keep is None else keep  # positions in the original file
+        self.src = [np.asarray(src[i], dtype=np.int64) for i in self.index]
+        self.tgt = [np.asarray(tgt[i], dtype=np.int64) for i in self.index]
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray, np.ndarray]:
+        return i, self.src[i], self.tgt[i]
+
+    def lengths(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lengths as they appear in a batch: source + EOS, BOS + target + EOS."""
+        return (
+            np.fromiter((len(s) + 1 for s in self.src), np.int64, len(self.src)),
+            np.fromiter((len(t) + 2 for t in self.tgt), np.int64, len(self.tgt)),
+        )
+
+
+def collate(examples: list[tuple[int, np.ndarray, np.ndarray]]) -> dict[str, torch.Tensor]:
+    """Pad a batch and sort it by source length (longest first), as packed RNN sequences expect.
+
+    ``ids`` holds each row's dataset index so callers can restore the original order.
+    """
+    examples = sorted(examples, key=lambda e: len(e[1]), reverse=True)
+    eos, bos = torch.tensor([EOS_ID]), torch.tensor([BOS_ID])
+    src = [torch.cat([torch.from_numpy(s), eos]) for _, s, _ in examples]
+    tgt = [torch.cat([bos, torch.from_numpy(t), eos]) for _, _, t in examples]
+    return {
+        "ids": torch.tensor([i for i, _, _ in examples]),
+        "src": pad_sequence(src, batch_first=True, padding_value=PAD_ID),  # (batch, src_len)
+        "src_lengths": torch.tensor([len(s) for s in src]),  # (batch,)
+        "tgt": pad_sequence(tgt, batch_first=True, padding_value=PAD_ID),  # (batch, tgt_len)
+    }
+
+
+@dataclass
+class RawSplit:
+    name: str
+    src_path: Path
+    tgt_path: Path
+    src: list[str]
+    tgt: list[str]
+
+
+class TranslationDataModule(L.LightningDataModule):
+    """Parallel text files per split -> SentencePiece ids -> length-bucketed, padded batches."""
+
+    def __init__(
+        self,
+        train: list[str],
+        val: list[str],
+        test: dict[str, list[str]] | list[str] | None = None,
+        cache_dir: str = ".cache",
+        vocab_size: int = 8000,
+        joint_vocab: bool = False,
+        spm_model_type: str = "unigram",
+        character_coverage: float = 1.0,
+        max_length: int = 100,
+        max_tokens: int | None = 4096,
+        batch_size: int | None = None,
+        eval_max_tokens: int | None = None,
+        pool_size: int = 65536,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.files: dict[str, tuple[Path, Path]] = {"train": _pair("data.train", train)}
+        if val is not None:
+            self.files["val"] = _pair("data.val", val)
+        if isinstance(test, (list, tuple)) or (test is not None and not hasattr(test, "items")):
+            test = {"test": test}
+        for name, pair in (test or {}).items():
+            self.files[name] = _pair(f"data.test.{name}", pair)
+        self.test_names = [n for n in self.files if n not in ("train", "val")]
+        self.src_tokenizer: Tokenizer | None = None
+        self.tgt_tokenizer: Tokenizer | None = None
+        self.datasets: dict[str, EncodedCorpus] = {}
+        self.raw: dict[str, RawSplit] = {}
+        self.train_sampler: BucketBatchSampler | None = None
+
+    # -- set-up -------------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return  # idempotent: train.py sets up early to learn the vocabulary sizes
+        hp = self.hparams
+        for name, (src_path, tgt_path) in self.files.items():
+            src, tgt = read_parallel(src_path, tgt_path)
+            self.raw[name] = RawSplit(name, src_path, tgt_path, src, tgt)
+        digests = {name: [file_digest(p) for p in pair] for name, pair in self.files.items()}
+        self._build_tokenizers(digests["train"])
+        for name, split in self.raw.items():
+            src_ids, tgt_ids = self._encode(split, digests[name])
+            keep = self._filter(name, split, src_ids, tgt_ids, max_length=hp.max_length if name == "train" else None)
+            self.datasets[name] = EncodedCorpus(src_ids, tgt_ids, keep)
+        src_len, tgt_len = self.datasets["train"].lengths()
+        self.train_sampler = BucketBatchSampler(
+            src_len, tgt_len, hp.max_tokens, hp.batch_size, shuffle=True, pool_size=hp.pool_size, seed=hp.seed
+        )
+
+    def _build_tokenizers(self, train_digests: list[str]) -> None:
+        hp = self.hparams
+        settings = dict(
+            vocab_size=hp.vocab_size, model_type=hp.spm_model_type, character_coverage=hp.character_coverage
+        )
+        train = self.raw["train"]
+        if hp.joint_vocab:
+            key = cache_key("joint", train_digests, settings)
+            tok = load_or_train(hp.cache_dir, key, lambda: _nonempty(train.src) + _nonempty(train.tgt), **settings)
+            self.src_tokenizer = self.tgt_tokenizer = tok
+        else:
+            self.src_tokenizer = load_or_train(
+                hp.cache_dir,
+                cache_key("src", train_digests[0], settings),
+                lambda: _nonempty(train.src),
+                **settings,
+            )
+            self.tgt_tokenizer = load_or_train(
+                hp.cache_dir,
+                cache_key("tgt", train_digests[1], settings),
+                lambda: _nonempty(train.tgt),
+                **settings,
+            )
+
+    def _encode(self, split: RawSplit, digests: list[str]) -> tuple[list[list[int]], list[list[int]]]:
+        """Encode a split with the tokenizers, cached by file contents and tokenizer."""
+        key = cache_key(
+            "enc",
+            digests,
+            cache_key(self.src_tokenizer.proto.hex()),
+            cache_key(self.tgt_tokenizer.proto.hex()),
+        )
+        path = Path(self.hparams.cache_dir) / f"corpus-{key}.pt"
+        if path.is_file():
+            data = torch.load(path, weights_only=True)
+            return _unflatten(*data["src"]), _unflatten(*data["tgt"])
+        src, tgt = self.src_tokenizer.encode(split.src), self.tgt_tokenizer.encode(split.tgt)
+        buf = io.BytesIO()
+        torch.save({"src": _flatten(src), "tgt": _flatten(tgt)}, buf)
+        write_atomic(path, buf.getvalue())
+        return src, tgt
+
+    def _filter(
+        self,
+        name: str,
+        split: RawSplit,
+        src_ids: list[list[int]],
+        tgt_ids: list[list[int]],
+        max_length: int | None,
+    ) -> np.ndarray:
+        """Drop empty/whitespace-only pairs, and (training only) pairs longer than ``max_length`` pieces."""
+        empty = np.array([not s.strip() or not t.strip() for s, t in zip(split.src, split.tgt)], dtype=bool)
+        too_long = np.zeros_like(empty)
+        if max_length is not None:
+            too_long = np.array([max(len(s), len(t)) > max_length for s, t in zip(src_ids, tgt_ids)], dtype=bool)
+            too_long &= ~empty
+        keep = np.flatnonzero(~(empty | too_long))
+        log.info(
+            "%s: %d pairs kept, %d empty dropped, %d longer than data.max_length=%s dropped (%s, %s)",
+            name, len(keep), int(empty.sum()), int(too_long.sum()), max_length, split.src_path, split.tgt_path,
+        )  # fmt: skip
+        if len(keep) == 0:
+            raise ValueError(
+                f"{name} split has no pairs left after filtering ({split.src_path}, {split.tgt_path}): "
+                f"{int(empty.sum())} empty, {int(too_long.sum())} longer than data.max_length={max_length}"
+            )
+        return keep
+
+    # -- loaders ------------------------------------------------------------------------------------
+    def _eval_loader(self, name: str) -> DataLoader:
+        hp = self.hparams
+        src_len, tgt_len = self.datasets[name].lengths()
+        max_tokens = hp.eval_max_tokens or hp.max_tokens
+        if max_tokens is not None:
+            max_tokens = max(max_tokens, int(np.maximum(src_len, tgt_len).max()))
+        sampler = BucketBatchSampler(src_len, tgt_len, max_tokens, hp.batch_size, shuffle=False)
+        return DataLoader(self.datasets[name], batch_sampler=sampler, collate_fn=collate, num_workers=hp.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = self.train_sampler
+        if self.trainer is not None and self.trainer.overfit_batches > 0:
+            # Lightning turns shuffling off for overfit_batches but cannot reach a custom batch sampler.
+            sampler = self._eval_loader("train").batch_sampler
+        return DataLoader(
+            self.datasets["train"],
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._eval_loader(name) for name in self.test_names]
+
+    def state_dict(self) -> dict:
+        return {"train_sampler": self.train_sampler.state_dict()} if self.train_sampler else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.train_sampler is not None and "train_sampler" in state:
+            self.train_sampler.load_state_dict(state["train_sampler"])
+
+
+class Multi30kDataModule(TranslationDataModule):
+    """Multi30k task 1 from ``root`` in the official ``{split}.{lang}.gz`` layout, downloaded if missing."""
+
+    def __init__(
+        self,
+        root: str,
+        src_lang: str = "en",
+        tgt_lang: str = "de",
+        test_splits: list[str] = ("test_2016_flickr",),
+        download: bool = True,
+        **kwargs,
+    ) -> None:
+        for key, lang in (("data.src_lang", src_lang), ("data.tgt_lang", tgt_lang)):
+            if lang not in multi30k.LANGS:
+                raise ValueError(f"{key}={lang!r} is not a Multi30k language; allowed values: {list(multi30k.LANGS)}")
+        if src_lang == tgt_lang:
+            raise ValueError(f"data.src_lang and data.tgt_lang are both {src_lang!r}")
+        for split in test_splits:
+            if split not in multi30k.SPLITS[2:]:
+                raise ValueError(
+                    f"data.test_splits: unknown split {split!r}; allowed values: {list(multi30k.SPLITS[2:])}"
+                )
+        root_path = Path(root)
+
+        def pair(split: str) -> list[str]:
+            return [str(root_path / multi30k.file_name(split, lang)) for lang in (src_lang, tgt_lang)]
+
+        self.root, self.download = root_path, download
+        self.needed = [Path(p).name for split in ("train", "val", *test_splits) for p in pair(split)]
+        super().__init__(train=pair("train"), val=pair("val"), test={s: pair(s) for s in test_splits}, **kwargs)
+
+    def prepare_data(self) -> None:
+        multi30k.ensure_files(self.root, self.needed, allow_download=self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        multi30k.ensure_files(self.root, self.needed, allow_download=False)
+        super().setup(stage)
+
+
+def _pair(key: str, pair) -> tuple[Path, Path]:
+    if pair is None or len(pair) != 2:
+        raise ValueError(f"{key} must be a list [SRC_FILE, TGT_FILE], got {pair!r}")
+    return Path(pair[0]).expanduser(), Path(pair[1]).expanduser()
+
+
+def _nonempty(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.strip()]
+
+
+def _flatten(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.int64)
+    flat = torch.tensor([i for s in seqs for i in s], dtype=torch.int32)
+    return flat, lengths
+
+
+def _unflatten(flat: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+    return [chunk.tolist() for chunk in torch.split(flat, lengths.tolist())]

@@ -1,0 +1,97 @@
+"""Conditional language model decoder with Luong attention and input feeding."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from seq2seq_lit.attention import Attention
+from seq2seq_lit.encoder import RNN_TYPES, State, merge_directions
+from seq2seq_lit.vocab import PAD_ID
+
+# What the decoder carries from one step to the next: the RNN state and the previous attentional
+# vector (input feeding; None without attention).
+DecoderState = tuple[State, torch.Tensor | None]
+
+
+class Decoder(nn.Module):
+    """RNN decoder; with ``attention`` it attends over the encoder states and feeds its input."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        word_vec_size: int,
+        hidden_size: int,
+        n_layers: int,
+        dropout: float,
+        rnn: str = "lstm",
+        attention: bool = True,
+    ) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.embedding = nn.Embedding(vocab_size, word_vec_size, padding_idx=PAD_ID)
+        input_size = word_vec_size + hidden_size if attention else word_vec_size
+        self.rnn = RNN_TYPES[rnn](
+            input_size,
+            hidden_size,
+            num_layers=n_layers,
+            dropout=dropout if n_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.attention = Attention(hidden_size) if attention else None
+        self.concat = nn.Linear(2 * hidden_size, hidden_size) if attention else None
+
+    def init_state(self, encoder_state: State, batch_size: int) -> DecoderState:
+        """The encoder's final state, directions merged per layer, and a zero attentional vector."""
+        if isinstance(encoder_state, tuple):
+            rnn_state: State = tuple(merge_directions(s) for s in encoder_state)
+        else:
+            rnn_state = merge_directions(encoder_state)
+        h = rnn_state[0] if isinstance(rnn_state, tuple) else rnn_state
+        feed = h.new_zeros(batch_size, 1, self.hidden_size) if self.attention is not None else None
+        return rnn_state, feed
+
+    def forward(
+        self,
+        tgt_in: torch.Tensor,
+        state: DecoderState,
+        h_src: torch.Tensor,
+        keys: torch.Tensor | None,
+        pad_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, DecoderState]:
+        """Run over a whole target prefix (teacher forcing) or a single step (decoding).
+
+        Returns the decoder outputs ``(batch, tgt_len, hidden_size)``, the attention weights
+        ``(batch, tgt_len, src_len)`` (None without attention) and the state after the last step.
+        """
+        # |tgt_in| = (batch_size, tgt_len)
+        emb = self.embedding(tgt_in)
+        # |emb| = (batch_size, tgt_len, word_vec_size)
+        rnn_state, feed = state
+        if self.attention is None:
+            out, rnn_state = self.rnn(emb, rnn_state)
+            return out, None, (rnn_state, None)
+
+        outputs, weights = [], []
+        # Input feeding makes step t depend on the attentional vector of step t-1, so the time loop
+        # cannot be folded into one RNN call.
+        for t in range(emb.size(1)):
+            x = torch.cat([emb[:, t : t + 1], feed], dim=-1)
+            # |x| = (batch_size, 1, word_vec_size + hidden_size)
+            h, rnn_state = self.rnn(x, rnn_state)
+            context, w = self.attention(h, keys, h_src, pad_mask)
+            feed = torch.tanh(self.concat(torch.cat([context, h], dim=-1)))
+            # |feed| = (batch_size, 1, hidden_size)
+            outputs.append(feed)
+            weights.append(w)
+        return torch.cat(outputs, dim=1), torch.cat(weights, dim=1), (rnn_state, feed)
+
+
+def reorder_state(state: DecoderState, index: torch.Tensor) -> DecoderState:
+    """Select batch entries of a decoder state (beam search keeps and duplicates hypotheses)."""
+    rnn_state, feed = state
+    if isinstance(rnn_state, tuple):
+        rnn_state = tuple(s.index_select(1, index) for s in rnn_state)
+    else:
+        rnn_state = rnn_state.index_select(1, index)
+    return rnn_state, (feed.index_select(0, index) if feed is not None else None)

@@ -1,0 +1,133 @@
+"""The LightningModule: masked NLL training, corpus-level perplexity, optimizers from config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torchmetrics import MeanMetric
+
+from seq2seq_lit.metrics import CorpusPerplexity
+from seq2seq_lit.model import Seq2Seq
+from seq2seq_lit.tokenizer import Tokenizer
+from seq2seq_lit.vocab import PAD_ID
+
+
+def masked_nll(
+    log_probs: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Loss over the non-PAD target tokens.
+
+    Returns ``(loss_sum, nll_sum, n_tokens)``: the training loss summed over tokens (label-smoothed when
+    asked), the plain NLL sum (for perplexity) and the number of non-PAD tokens.
+    """
+    # |log_probs| = (batch_size, tgt_len, vocab_size), |target| = (batch_size, tgt_len)
+    lp = log_probs.reshape(-1, log_probs.size(-1))
+    y = target.reshape(-1)
+    nll_sum = F.nll_loss(lp, y, ignore_index=PAD_ID, reduction="sum")
+    n_tokens = (y != PAD_ID).sum()
+    if label_smoothing > 0:
+        smooth = -(lp.mean(dim=-1) * (y != PAD_ID)).sum()
+        return (1 - label_smoothing) * nll_sum + label_smoothing * smooth, nll_sum, n_tokens
+    return nll_sum, nll_sum, n_tokens
+
+
+class TranslationModule(L.LightningModule):
+    """Wraps :class:`Seq2Seq`; one shared step for train/val/test."""
+
+    def __init__(
+        self,
+        src_vocab_size: int,
+        tgt_vocab_size: int,
+        word_vec_size: int = 256,
+        hidden_size: int = 512,
+        n_layers: int = 2,
+        dropout: float = 0.3,
+        rnn: str = "lstm",
+        attention: bool = True,
+        tie_embeddings: bool = False,
+        label_smoothing: float = 0.0,
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        # Plain dicts only, so checkpoints open with torch.load(weights_only=True).
+        self.save_hyperparameters()
+        self.model = Seq2Seq(
+            src_vocab_size,
+            tgt_vocab_size,
+            word_vec_size,
+            hidden_size,
+            n_layers,
+            dropout,
+            rnn,
+            attention,
+            tie_embeddings,
+        )
+        # Keys get a suffix: a ModuleDict key "train" would clash with nn.Module.train.
+        stages = ("train", "val", "test")
+        self.ppl = torch.nn.ModuleDict({f"{stage}_": CorpusPerplexity() for stage in stages})
+        self.mean_nll = torch.nn.ModuleDict({f"{stage}_": MeanMetric() for stage in stages})
+        self.src_tokenizer: Tokenizer | None = None
+        self.tgt_tokenizer: Tokenizer | None = None
+
+    def set_tokenizers(self, src: Tokenizer, tgt: Tokenizer) -> None:
+        """Attach the tokenizers; they are embedded in every checkpoint so it can translate alone."""
+        self.src_tokenizer, self.tgt_tokenizer = src, tgt
+
+    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        return self.model(src, src_lengths, tgt_in)
+
+    def shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        tgt = batch["tgt"]
+        # Teacher forcing: input [BOS] y1 .. yn, predict y1 .. yn [EOS].
+        log_probs = self(batch["src"], batch["src_lengths"], tgt[:, :-1])
+        loss_sum, nll_sum, n_tokens = masked_nll(log_probs, tgt[:, 1:], self.hparams.label_smoothing)
+        loss = loss_sum / n_tokens
+        on_step = stage == "train"
+        ppl, mean_nll = self.ppl[f"{stage}_"], self.mean_nll[f"{stage}_"]
+        ppl(nll_sum, n_tokens)
+        mean_nll(nll_sum / n_tokens, n_tokens)
+        batch_size = tgt.size(0)
+        self.log(f"{stage}/loss", mean_nll, on_step=on_step, on_epoch=True, batch_size=batch_size)
+        self.log(f"{stage}/ppl", ppl, on_step=on_step, on_epoch=True, batch_size=batch_size)
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.shared_step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.shared_step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.shared_step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer_cfg = self.hparams.optimizer or {
+            "_target_": "torch.optim.Adam",
+            "_partial_": True,
+            "lr": 1e-3,
+        }
+        optimizer = instantiate(optimizer_cfg)(params=self.parameters())
+        sched_cfg = self.hparams.scheduler
+        if not sched_cfg:
+            return optimizer
+        sched_cfg = dict(sched_cfg)
+        scheduler = instantiate(sched_cfg.pop("scheduler"))(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "name": "lr", **sched_cfg}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.src_tokenizer is not None:
+            checkpoint["tokenizers"] = {
+                side: torch.frombuffer(bytearray(tok.proto), dtype=torch.uint8)
+                for side, tok in (("src", self.src_tokenizer), ("tgt", self.tgt_tokenizer))
+            }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "tokenizers" in checkpoint:
+            toks = checkpoint["tokenizers"]
+            self.set_tokenizers(Tokenizer(toks["src"].numpy().tobytes()), Tokenizer(toks["tgt"].numpy().tobytes()))

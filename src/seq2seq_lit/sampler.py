@@ -1,0 +1,123 @@
+"""Length-bucketing batch sampler: little padding, shuffled batches, resumable mid-epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Yield batches of example indices of similar length.
+
+    Each epoch the examples are shuffled, split into pools of ``pool_size`` examples, each pool is sorted
+    by (source length, target length) and cut into batches holding at most ``max_tokens`` token positions
+    (sentences x longest side, padding included) and at most ``batch_size`` sentences; the batches are
+    then shuffled. The order depends only on ``seed`` and the epoch, which changes through ``set_epoch``
+    (as with DistributedSampler; Lightning calls it each epoch). Under distributed training each rank
+    takes every ``num_replicas``-th batch; batches are repeated at the end so all ranks get the same count.
+    """
+
+    def __init__(
+        self,
+        src_lengths: Sequence[int],
+        tgt_lengths: Sequence[int],
+        max_tokens: int | None = None,
+        batch_size: int | None = None,
+        shuffle: bool = True,
+        pool_size: int = 65536,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
+        if max_tokens is None and batch_size is None:
+            raise ValueError("set data.max_tokens or data.batch_size (or both)")
+        self.src_lengths = np.asarray(src_lengths, dtype=np.int64)
+        self.tgt_lengths = np.asarray(tgt_lengths, dtype=np.int64)
+        longest = int(np.maximum(self.src_lengths, self.tgt_lengths).max(initial=0))
+        if max_tokens is not None and max_tokens < longest:
+            raise ValueError(
+                f"data.max_tokens={max_tokens} is smaller than the longest example ({longest} tokens); "
+                f"raise data.max_tokens to at least {longest} or lower data.max_length"
+            )
+        self.max_tokens, self.batch_size = max_tokens, batch_size
+        self.shuffle, self.pool_size, self.seed = shuffle, pool_size, seed
+        if num_replicas is None:
+            num_replicas = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if rank is None:
+            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        self.num_replicas, self.rank = num_replicas, rank
+        self.epoch = 0
+        self._resume_from = 0  # batches of the current epoch already consumed before a restart
+        self._yielded = 0
+        self._cache: tuple[int, list[list[int]]] | None = None
+        # Lightning calls set_epoch on ``dataloader.batch_sampler.sampler`` only.
+        self.sampler = self
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self._resume_from = 0
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        if self._cache is None or self._cache[0] != self.epoch:
+            self._cache = (self.epoch, self._make_batches())
+        return self._cache[1]
+
+    def _make_batches(self) -> list[list[int]]:
+        n = len(self.src_lengths)
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        pool_size = self.pool_size if self.shuffle else n
+        batches: list[list[int]] = []
+        for start in range(0, n, pool_size):
+            pool = order[start : start + pool_size]
+            pool = pool[np.lexsort((self.tgt_lengths[pool], self.src_lengths[pool]))]
+            batches.extend(self._cut(pool))
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        if self.num_replicas > 1:
+            per_rank = -(-len(batches) // self.num_replicas)
+            batches += batches[: per_rank * self.num_replicas - len(batches)]
+            batches = batches[self.rank :: self.num_replicas]
+        return batches
+
+    def _cut(self, pool: np.ndarray) -> list[list[int]]:
+        batches, current, longest = [], [], 0
+        for i in pool.tolist():
+            size = max(self.src_lengths[i], self.tgt_lengths[i])
+            new_longest = max(longest, size)
+            too_many_tokens = self.max_tokens is not None and new_longest * (len(current) + 1) > self.max_tokens
+            too_many_sents = self.batch_size is not None and len(current) + 1 > self.batch_size
+            if current and (too_many_tokens or too_many_sents):
+                batches.append(current)
+                current, new_longest = [], size
+            current.append(i)
+            longest = new_longest
+        if current:
+            batches.append(current)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._batches()
+        start, self._resume_from = self._resume_from, 0
+        self._yielded = start
+        for batch in batches[start:]:
+            self._yielded += 1
+            yield batch
+        self._yielded = 0
+
+    def __len__(self) -> int:
+        return len(self._batches()) - self._resume_from
+
+    def state_dict(self) -> dict[str, int]:
+        """Position in the epoch's batch order (batches handed out so far)."""
+        return {"epoch": self.epoch, "batches_yielded": self._yielded, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resume: the next iteration continues the saved epoch after its consumed batches."""
+        self.epoch = int(state["epoch"])
+        self.seed = int(state.get("seed", self.seed))
+        self._resume_from = int(state["batches_yielded"])

@@ -1,0 +1,61 @@
+"""Shared fixtures: the Multi30k copy beside the project, a session-wide tokenizer cache, config composition."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+from seq2seq_lit.config import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+MULTI30K = Path(os.environ.get("SEQ2SEQ_LIT_TEST_DATA", ROOT.parent / "shared" / "data" / "multi30k"))
+
+register_configs()
+
+
+@pytest.fixture(autouse=True)
+def _no_wandb_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests never talk to W&B's servers, whatever the developer's login.
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="session")
+def multi30k_root() -> Path:
+    if not (MULTI30K / "train.en.gz").is_file():
+        pytest.fail(f"Multi30k copy not found at {MULTI30K}; set SEQ2SEQ_LIT_TEST_DATA")
+    return MULTI30K
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tokenizer/corpus cache for the whole session, so SentencePiece trains once per setting."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def compose_train(tmp_path: Path, multi30k_root: Path, cache_dir: Path, overrides: list[str] = ()) -> DictConfig:
+    """Compose conf/train.yaml as `python -m seq2seq_lit.train` would, with paths under ``tmp_path``."""
+    other_data = any(o.startswith("data=") and o != "data=multi30k" for o in overrides)
+    base = [
+        f"paths.root_dir={tmp_path}",
+        f"paths.output_dir={tmp_path / 'run'}",
+        f"paths.cache_dir={cache_dir}",
+    ]
+    base += [] if other_data else [f"data.root={multi30k_root}"]
+    with initialize_config_module(version_base="1.3", config_module="seq2seq_lit.conf"):
+        return compose(config_name="train", overrides=[*base, *overrides])
+
+
+@pytest.fixture(scope="session")
+def tiny_datamodule(multi30k_root: Path, cache_dir: Path):
+    """Multi30k en-de with 1000-piece vocabularies, set up once."""
+    from seq2seq_lit.datamodule import Multi30kDataModule
+
+    dm = Multi30kDataModule(root=str(multi30k_root), cache_dir=str(cache_dir), vocab_size=1000, max_tokens=2048)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm

@@ -1,0 +1,90 @@
+"""Every config composes and instantiates; bad keys and types fail before any work."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import compose_train
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from seq2seq_lit.train import instantiate_group
+
+CONF = Path(__file__).resolve().parents[1] / "src" / "seq2seq_lit" / "conf"
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_every_group_option_exists_in_the_package() -> None:
+    assert options("model") == ["rnn"]
+    assert {"multi30k", "parallel_text"} <= set(options("data"))
+    assert {"csv", "wandb", "tensorboard", "default", "none"} <= set(options("logger"))
+
+
+@pytest.mark.parametrize("option", options("logger"))
+def test_logger_options_instantiate(option: str, tmp_path, multi30k_root, cache_dir) -> None:
+    cfg = compose_train(tmp_path, multi30k_root, cache_dir, [f"logger={option}"])
+    loggers = instantiate_group(cfg.logger)
+    assert len(loggers) == {"default": 2, "none": 0}.get(option, 1)
+
+
+@pytest.mark.parametrize("option", options("callbacks"))
+def test_callback_options_instantiate(option: str, tmp_path, multi30k_root, cache_dir) -> None:
+    cfg = compose_train(tmp_path, multi30k_root, cache_dir, [f"callbacks={option}"])
+    callbacks = instantiate_group(cfg.callbacks)
+    assert len(callbacks) == {"default": 4, "none": 0}.get(option, 1)
+
+
+@pytest.mark.parametrize("option", options("trainer"))
+def test_trainer_options_instantiate(option: str, tmp_path, multi30k_root, cache_dir) -> None:
+    cfg = compose_train(tmp_path, multi30k_root, cache_dir, [f"trainer={option}"])
+    if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
+        assert cfg.trainer.devices == 1
+        return
+    assert instantiate(cfg.trainer).max_epochs == cfg.trainer.max_epochs
+
+
+@pytest.mark.parametrize("option", [None, *options("model/scheduler")])
+@pytest.mark.parametrize("experiment", [None, *options("experiment")])
+@pytest.mark.parametrize("debug", [None, *options("debug")])
+def test_model_and_optimizer_instantiate(option, experiment, debug, tmp_path, multi30k_root, cache_dir) -> None:
+    overrides = [f"model/scheduler={option}" if option else "~model/scheduler"]
+    overrides += [f"experiment={experiment}"] if experiment else []
+    overrides += [f"debug={debug}"] if debug else []
+    cfg = compose_train(tmp_path, multi30k_root, cache_dir, overrides)
+    module = instantiate(cfg.model, src_vocab_size=50, tgt_vocab_size=60, _recursive_=False, _convert_="all")
+    assert module.model.generator.output.out_features == 60
+    assert isinstance(module.hparams.optimizer, dict)  # plain types, not DictConfig
+    # configure_optimizers needs no trainer
+    out = module.configure_optimizers()
+    assert isinstance(out, torch.optim.Optimizer) or "lr_scheduler" in out
+
+
+@pytest.mark.parametrize("option", options("data"))
+def test_data_options_instantiate(option: str, tmp_path, multi30k_root, cache_dir) -> None:
+    extra = [f"data.train=[{tmp_path}/a,{tmp_path}/b]", f"data.val=[{tmp_path}/c,{tmp_path}/d]"]
+    cfg = compose_train(
+        tmp_path, multi30k_root, cache_dir, [f"data={option}", *(extra if option != "multi30k" else [])]
+    )
+    dm = instantiate(cfg.data, _convert_="all")
+    assert dm.hparams.vocab_size == 8000
+
+
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [
+        ("model.hidden_size=abc", ValidationError),
+        ("model.hiden_size=512", ConfigKeyError),
+        ("data.vocab_sz=100", ConfigKeyError),
+        ("trainer=nonexistent", ConfigCompositionException),
+        ("seed=abc", ValidationError),
+    ],
+)
+def test_bad_overrides_fail_at_composition(override, error, tmp_path, multi30k_root, cache_dir) -> None:
+    with pytest.raises((error, ConfigCompositionException)) as err:
+        compose_train(tmp_path, multi30k_root, cache_dir, [override])
+    key = override.split("=")[0]
+    assert key.split(".")[-1] in str(err.value) or key in str(err.value.__cause__)

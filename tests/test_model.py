@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from seq2seq_lit.decoder import reorder_state
+from seq2seq_lit.model import Seq2Seq
+from seq2seq_lit.vocab import BOS_ID, PAD_ID
+
+
+def toy_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    src = torch.tensor([[5, 6, 7, 8, 3], [9, 10, 3, PAD_ID, PAD_ID]])
+    tgt_in = torch.tensor([[BOS_ID, 4, 5, 6], [BOS_ID, 7, PAD_ID, PAD_ID]])
+    return src, torch.tensor([5, 3]), tgt_in
+
+
+@pytest.mark.parametrize("rnn", ["lstm", "gru"])
+@pytest.mark.parametrize("attention", [True, False])
+def test_forward_shapes(rnn: str, attention: bool) -> None:
+    model = Seq2Seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=2, dropout=0.1, rnn=rnn, attention=attention)
+    src, lengths, tgt_in = toy_batch()
+    log_probs = model(src, lengths, tgt_in)
+    assert log_probs.shape == (2, 4, 13)
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 4))
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_step_by_step_equals_teacher_forcing(attention: bool) -> None:
+    model = Seq2Seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=2, dropout=0.0, attention=attention).eval()
+    src, lengths, tgt_in = toy_batch()
+    full = model(src, lengths, tgt_in)
+    memory, state = model.encode(src, lengths)
+    steps = []
+    for t in range(tgt_in.size(1)):
+        lp, _, state = model.decode(tgt_in[:, t : t + 1], memory, state)
+        steps.append(lp)
+    torch.testing.assert_close(torch.cat(steps, 1), full)
+
+
+def test_decoder_starts_from_merged_encoder_state() -> None:
+    model = Seq2Seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=2, dropout=0.0, rnn="gru").eval()
+    src, lengths, _ = toy_batch()
+    _, enc_h = model.encoder(src, lengths)
+    _, (h0, feed) = model.encode(src, lengths)
+    torch.testing.assert_close(h0[1], torch.cat([enc_h[2], enc_h[3]], dim=-1))
+    assert torch.all(feed == 0)
+
+
+def test_reorder_state_selects_batch_rows() -> None:
+    model = Seq2Seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=2, dropout=0.0).eval()
+    src, lengths, _ = toy_batch()
+    _, state = model.encode(src, lengths)
+    (h, c), feed = reorder_state(state, torch.tensor([1, 1, 0]))
+    torch.testing.assert_close(h[:, 2], state[0][0][:, 0])
+    torch.testing.assert_close(c[:, 0], state[0][1][:, 1])
+    assert feed.shape == (3, 1, 10)
+
+
+def test_tied_embeddings_share_one_tensor() -> None:
+    model = Seq2Seq(15, 13, word_vec_size=10, hidden_size=10, n_layers=1, dropout=0.0, tie_embeddings=True)
+    assert model.generator.output.weight is model.decoder.embedding.weight
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"hidden_size": 11}, "model.hidden_size=11 must be an even"),
+        ({"n_layers": 0}, "model.n_layers=0 must be >= 1"),
+        ({"dropout": 1.0}, r"model.dropout=1.0 must be in \[0, 1\)"),
+        ({"dropout": -0.1}, r"model.dropout=-0.1 must be in \[0, 1\)"),
+        ({"rnn": "rnn_tanh"}, "model.rnn='rnn_tanh' is not supported; allowed values: \\['gru', 'lstm'\\]"),
+        ({"tie_embeddings": True}, "model.tie_embeddings=true needs model.word_vec_size"),
+    ],
+)
+def test_bad_settings_fail_with_the_key(kwargs: dict, message: str) -> None:
+    args = {"word_vec_size": 8, "hidden_size": 10, "n_layers": 1, "dropout": 0.0} | kwargs
+    with pytest.raises(ValueError, match=message):
+        Seq2Seq(15, 13, **args)

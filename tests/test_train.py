@@ -1,0 +1,174 @@
+"""End to end: the CLI in a subprocess, a short real Multi30k run, overfitting, checkpoints, packaging."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, compose_train
+
+from seq2seq_lit.train import train
+
+TINY = ["experiment=tiny", "logger=csv", "~callbacks.rich_progress_bar"]
+
+
+def run_cli(args: list[str], cwd: Path, cache_dir: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SEQ2SEQ_LIT_CACHE": str(cache_dir), "WANDB_MODE": "offline", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "seq2seq_lit.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_cli_fast_dev_run_from_any_directory(tmp_path: Path, multi30k_root: Path, cache_dir: Path) -> None:
+    result = run_cli([*TINY, f"data.root={multi30k_root}", "debug=fdr"], tmp_path, cache_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    assert (run_dir / "config.yaml").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / "train.log").is_file()
+
+
+def test_cli_help_and_cfg(tmp_path: Path, cache_dir: Path) -> None:
+    help_out = run_cli(["--help"], tmp_path, cache_dir)
+    assert help_out.returncode == 0 and "model: rnn" in help_out.stdout and "data: multi30k" in help_out.stdout
+    cfg_out = run_cli(["model.hidden_size=512", "--cfg", "job"], tmp_path, cache_dir)
+    assert cfg_out.returncode == 0 and "hidden_size: 512" in cfg_out.stdout
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.hidden_size=511", "model.hidden_size=511 must be an even number"),
+        ("model.n_layers=0", "model.n_layers=0 must be >= 1"),
+        ("model.dropout=1.0", "model.dropout=1.0 must be in [0, 1)"),
+        ("model.hidden_size=abc", "model.hidden_size"),
+        ("model.hiden_size=3", "hiden_size"),
+    ],
+)
+def test_cli_bad_settings_fail_before_any_work(override, message, tmp_path: Path, cache_dir: Path) -> None:
+    result = run_cli([override, "data.root=/nonexistent"], tmp_path, cache_dir)
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+    assert not list(cache_dir.glob("spm-*-never")), "no work done"
+
+
+def test_short_real_run_logs_curves_and_saves_a_self_contained_checkpoint(
+    tmp_path: Path, multi30k_root: Path, cache_dir: Path
+) -> None:
+    cfg = compose_train(
+        tmp_path,
+        multi30k_root,
+        cache_dir,
+        [
+            "experiment=tiny",
+            "logger=default",
+            "~callbacks.rich_progress_bar",
+            "trainer.limit_train_batches=40",
+            "trainer.limit_val_batches=4",
+            "trainer.limit_test_batches=2",
+            "trainer.log_every_n_steps=10",
+            "model/scheduler=plateau",
+        ],
+    )
+    metrics, objects = train(cfg)
+    run_dir = tmp_path / "run"
+    rows = read_metrics(run_dir)
+    steps = [r for r in rows if r.get("train/loss_step")]
+    assert len(steps) == 4 and all(float(r["train/ppl_step"]) > 1 for r in steps)
+    assert float(steps[-1]["train/loss_step"]) < float(steps[0]["train/loss_step"])  # it learns
+    assert any(r.get("val/ppl") for r in rows) and any(r.get("lr") for r in rows)
+    assert "test/ppl" in metrics and metrics["val/ppl"] > 1
+    # W&B ran offline, in the run directory, without any account.
+    assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+
+    # The checkpoint opens with weights_only=True and carries the tokenizers and the config.
+    ckpt_path = run_dir / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    assert set(ckpt["tokenizers"]) == {"src", "tgt"}
+    hp = ckpt["hyper_parameters"]
+    assert hp["hidden_size"] == 64 and hp["data"]["src_lang"] == "en" and hp["optimizer"]["lr"] == 0.001
+
+    # Reloaded alone, it reproduces the logged corpus-level val/ppl on the same batches.
+    from seq2seq_lit.module import TranslationModule
+
+    module = TranslationModule.load_from_checkpoint(ckpt_path, weights_only=True).eval()
+    assert module.src_tokenizer.encode(["A dog."]) == objects["datamodule"].src_tokenizer.encode(["A dog."])
+    val_loader = objects["datamodule"].val_dataloader()
+    with torch.no_grad():
+        for i, batch in enumerate(val_loader):
+            if i == 4:
+                break
+            module.shared_step(batch, "val")
+    logged = [float(r["val/ppl"]) for r in rows if r.get("val/ppl")][-1]
+    assert module.ppl["val_"].compute().item() == pytest.approx(logged, rel=1e-4)
+
+
+def test_seed_zero_is_honoured(tmp_path: Path, multi30k_root: Path, cache_dir: Path) -> None:
+    def run(seed: int, name: str) -> float:
+        overrides = [
+            *TINY,
+            f"seed={seed}",
+            "trainer.limit_train_batches=3",
+            "trainer.limit_val_batches=2",
+            "test=false",
+        ]
+        cfg = compose_train(tmp_path / name, multi30k_root, cache_dir, overrides)
+        return train(cfg)[0]["val/ppl"]
+
+    assert run(0, "a") == run(0, "b") != run(1, "c")
+
+
+def test_overfit_a_few_sentences(tmp_path: Path, multi30k_root: Path, cache_dir: Path) -> None:
+    cfg = compose_train(
+        tmp_path,
+        multi30k_root,
+        cache_dir,
+        [
+            "experiment=tiny",
+            "logger=csv",
+            "debug=overfit",
+            "callbacks=none",
+            "data.batch_size=8",
+            "trainer.overfit_batches=1",
+            "trainer.max_epochs=150",
+            "model.hidden_size=128",
+            "model.word_vec_size=64",
+            "model.optimizer.lr=0.005",
+        ],
+    )
+    metrics, _ = train(cfg)
+    assert metrics["train/ppl_epoch"] < 1.5
+
+
+def test_configs_ship_in_a_plain_wheel(tmp_path: Path, cache_dir: Path) -> None:
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, ROOT], check=True)
+    (wheel,) = tmp_path.glob("seq2seq_lit-*.whl")
+    assert "seq2seq_lit/conf/train.yaml" in zipfile.ZipFile(wheel).namelist()
+    subprocess.run([*pip, "install", "--no-deps", "-q", "--target", tmp_path / "site", wheel], check=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"PYTHONPATH": str(tmp_path / "site")}
+    result = run_cli(["model.hidden_size=512", "--cfg", "job"], elsewhere, cache_dir, env)
+    assert result.returncode == 0, result.stderr
+    assert "hidden_size: 512" in result.stdout
+    where = subprocess.run(
+        [sys.executable, "-c", "import seq2seq_lit; print(seq2seq_lit.__file__)"],
+        cwd=elsewhere, env={**os.environ, **env}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert where.stdout.startswith(str(tmp_path / "site"))
