@@ -59,3 +59,26 @@ def tiny_datamodule(multi30k_root: Path, cache_dir: Path):
     dm.prepare_data()
     dm.setup("fit")
     return dm
+
+
+@pytest.fixture(scope="session")
+def trained_ckpt(tmp_path_factory: pytest.TempPathFactory, multi30k_root: Path, cache_dir: Path) -> Path:
+    """A tiny en-de model trained for a few hundred steps: enough to emit real German words."""
+    from seq2seq_lit.train import train
+
+    tmp = tmp_path_factory.mktemp("trained")
+    overrides = [
+        "experiment=tiny",
+        "logger=csv",
+        "callbacks=model_checkpoint",
+        "model.hidden_size=128",
+        "model.word_vec_size=64",
+        "model.optimizer.lr=0.003",
+        "model.decoding.val_bleu=false",
+        "data.max_length=40",
+        "trainer.limit_train_batches=150",
+        "trainer.limit_val_batches=2",
+        "test=false",
+    ]
+    train(compose_train(tmp, multi30k_root, cache_dir, overrides))
+    return tmp / "run" / "checkpoints" / "last.ckpt"

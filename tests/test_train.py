@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -93,6 +94,13 @@ def test_short_real_run_logs_curves_and_saves_a_self_contained_checkpoint(
     assert float(steps[-1]["train/loss_step"]) < float(steps[0]["train/loss_step"])  # it learns
     assert any(r.get("val/ppl") for r in rows) and any(r.get("lr") for r in rows)
     assert "test/ppl" in metrics and metrics["val/ppl"] > 1
+    assert any(r.get("val/bleu") for r in rows) and 0 <= metrics["val/bleu"] <= 100
+    # The best checkpoint was tested with beam search; hypotheses and a sacreBLEU report were written.
+    report = json.loads((run_dir / "test" / "test_2016_flickr.json").read_text())
+    assert report["bleu"] == pytest.approx(metrics["test/bleu"], abs=0.01) and "chrf" in report
+    assert report["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+    hyps = (run_dir / "test" / "test_2016_flickr.hyp").read_text().splitlines()
+    assert len(hyps) == report["sentences"] > 0
     # W&B ran offline, in the run directory, without any account.
     assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
 

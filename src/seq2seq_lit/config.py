@@ -40,6 +40,18 @@ def validate_model_args(
 
 
 @dataclass
+class DecodingSettings:
+    """How the module decodes during validation (val/bleu) and testing (test/bleu)."""
+
+    val_bleu: bool = True
+    val_beam_size: int = 1
+    test_beam_size: int = 5
+    alpha: float = 0.6
+    max_len_a: float = 1.5
+    max_len_b: int = 10
+
+
+@dataclass
 class ModelConfig:
     _target_: str = "seq2seq_lit.module.TranslationModule"
     rnn: str = "lstm"
@@ -52,6 +64,7 @@ class ModelConfig:
     label_smoothing: float = 0.0
     optimizer: Any = None
     scheduler: Any = None
+    decoding: DecodingSettings = field(default_factory=DecodingSettings)
 
 
 @dataclass
@@ -107,6 +120,44 @@ class TrainConfig:
     optimized_metric: str = "val/ppl"
 
 
+@dataclass
+class TranslateConfig:
+    ckpt_path: str = MISSING
+    beam_size: int = 5
+    n_best: int = 1
+    alpha: float = 0.6
+    max_len_a: float = 1.5
+    max_len_b: int = 10
+    max_tokens: int = 4096
+    chunk_lines: int = 2000
+    interactive: bool | None = None
+    score: bool = False
+    device: str = "cpu"
+
+
+@dataclass
+class EvaluateData:
+    root: str = MISSING
+    src_lang: str | None = None
+    tgt_lang: str | None = None
+    src: str | None = None
+    ref: str | None = None
+
+
+@dataclass
+class EvaluateConfig:
+    ckpt_path: str = MISSING
+    split: str = "test_2016_flickr"
+    data: EvaluateData = field(default_factory=EvaluateData)
+    beam_size: int = 5
+    alpha: float = 0.6
+    max_len_a: float = 1.5
+    max_len_b: int = 10
+    max_tokens: int = 4096
+    device: str = "cpu"
+    output_dir: str = MISSING
+
+
 def wandb_mode() -> str:
     """``online`` only when the user is logged in to W&B and its server answers, else ``offline``.
 
@@ -136,6 +187,8 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("wandb_mode", wandb_mode)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="translate_schema", node=TranslateConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
     # A group of their own keeps the schemas out of the options that --help lists.
     cs.store(group="schema/model", name="rnn", node=ModelConfig)
     cs.store(group="schema/data", name="multi30k", node=Multi30kConfig)

@@ -25,10 +25,18 @@ log = logging.getLogger(__name__)
 class EncodedCorpus(Dataset):
     """Token ids of a parallel corpus, stored flat; item ``i`` is ``(i, src_ids, tgt_ids)``."""
 
-    def __init__(self, src: list[list[int]], tgt: list[list[int]], keep: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        src: list[list[int]],
+        tgt: list[list[int]],
+        keep: np.ndarray | None = None,
+        tgt_text: list[str] | None = None,
+    ) -> None:
         self.index = np.arange(len(src)) if keep is None else keep  # positions in the original file
         self.src = [np.asarray(src[i], dtype=np.int64) for i in self.index]
         self.tgt = [np.asarray(tgt[i], dtype=np.int64) for i in self.index]
+        # The raw references, for BLEU on decoded output.
+        self.tgt_text = [tgt_text[i] for i in self.index] if tgt_text is not None else None
 
     def __len__(self) -> int:
         return len(self.src)
@@ -120,7 +128,7 @@ class TranslationDataModule(L.LightningDataModule):
         for name, split in self.raw.items():
             src_ids, tgt_ids = self._encode(split, digests[name])
             keep = self._filter(name, split, src_ids, tgt_ids, max_length=hp.max_length if name == "train" else None)
-            self.datasets[name] = EncodedCorpus(src_ids, tgt_ids, keep)
+            self.datasets[name] = EncodedCorpus(src_ids, tgt_ids, keep, tgt_text=split.tgt)
         src_len, tgt_len = self.datasets["train"].lengths()
         self.train_sampler = BucketBatchSampler(
             src_len, tgt_len, hp.max_tokens, hp.batch_size, shuffle=True, pool_size=hp.pool_size, seed=hp.seed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -9,10 +11,13 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from torchmetrics import MeanMetric
+from torchmetrics.text import SacreBLEUScore
 
+from seq2seq_lit.config import DecodingSettings
 from seq2seq_lit.metrics import CorpusPerplexity
 from seq2seq_lit.model import Seq2Seq
 from seq2seq_lit.tokenizer import Tokenizer
+from seq2seq_lit.translator import DecodingConfig, search
 from seq2seq_lit.vocab import PAD_ID
 
 
@@ -53,6 +58,7 @@ class TranslationModule(L.LightningModule):
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
+        decoding: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # Plain dicts only, so checkpoints open with torch.load(weights_only=True).
@@ -72,8 +78,11 @@ class TranslationModule(L.LightningModule):
         stages = ("train", "val", "test")
         self.ppl = torch.nn.ModuleDict({f"{stage}_": CorpusPerplexity() for stage in stages})
         self.mean_nll = torch.nn.ModuleDict({f"{stage}_": MeanMetric() for stage in stages})
+        self.val_bleu = SacreBLEUScore(tokenize="13a")
+        self.decoding = {**asdict(DecodingSettings()), **(decoding or {})}
         self.src_tokenizer: Tokenizer | None = None
         self.tgt_tokenizer: Tokenizer | None = None
+        self._test_hyps: dict[int, list[tuple[int, str]]] = {}
 
     def set_tokenizers(self, src: Tokenizer, tgt: Tokenizer) -> None:
         """Attach the tokenizers; they are embedded in every checkpoint so it can translate alone."""
@@ -102,9 +111,51 @@ class TranslationModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self.shared_step(batch, "val")
+        if self.decoding["val_bleu"] and self.tgt_tokenizer is not None:
+            refs = self._references("val", batch)
+            self.val_bleu.update(self.decode(batch, self.decoding["val_beam_size"]), [[r] for r in refs])
+
+    def on_validation_epoch_end(self) -> None:
+        if self.decoding["val_bleu"] and self.tgt_tokenizer is not None:
+            self.log("val/bleu", self.val_bleu.compute() * 100)
+            self.val_bleu.reset()
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self.shared_step(batch, "test")
+        if self.tgt_tokenizer is not None:
+            hyps = self.decode(batch, self.decoding["test_beam_size"])
+            self._test_hyps.setdefault(dataloader_idx, []).extend(zip(batch["ids"].tolist(), hyps))
+
+    def on_test_epoch_end(self) -> None:
+        """Score each test set with sacreBLEU; write hypotheses and a JSON report into the run directory."""
+        from seq2seq_lit.scoring import score_corpus, write_report
+
+        datamodule = self.trainer.datamodule
+        for idx, pairs in sorted(self._test_hyps.items()):
+            pairs = _gather(pairs)
+            name = datamodule.test_names[idx]
+            ids = sorted({i for i, _ in pairs})
+            by_id = dict(pairs)
+            hyps = [by_id[i] for i in ids]
+            refs = [datamodule.datasets[name].tgt_text[i] for i in ids]
+            scores = score_corpus(hyps, refs)
+            if self.trainer.is_global_zero:
+                write_report(Path(self.trainer.default_root_dir) / "test", name, hyps, scores)
+            prefix = "test" if idx == 0 else f"test/{name}"
+            self.log(f"{prefix}/bleu", scores["bleu"], rank_zero_only=True)
+            self.log(f"{prefix}/chrf", scores["chrf"], rank_zero_only=True)
+        self._test_hyps.clear()
+
+    def _references(self, split: str, batch: dict[str, torch.Tensor]) -> list[str]:
+        text = self.trainer.datamodule.datasets[split].tgt_text
+        return [text[i] for i in batch["ids"].tolist()]
+
+    def decode(self, batch: dict[str, torch.Tensor], beam_size: int) -> list[str]:
+        """Detokenized best hypotheses for a collated batch, in batch order."""
+        d = self.decoding
+        cfg = DecodingConfig(beam_size=beam_size, alpha=d["alpha"], max_len_a=d["max_len_a"], max_len_b=d["max_len_b"])
+        found = search(self.model, batch["src"], batch["src_lengths"], cfg)
+        return self.tgt_tokenizer.decode([hyps[0] for hyps in found.token_lists()])
 
     def configure_optimizers(self) -> Any:
         optimizer_cfg = self.hparams.optimizer or {
@@ -131,3 +182,14 @@ class TranslationModule(L.LightningModule):
         if "tokenizers" in checkpoint:
             toks = checkpoint["tokenizers"]
             self.set_tokenizers(Tokenizer(toks["src"].numpy().tobytes()), Tokenizer(toks["tgt"].numpy().tobytes()))
+
+
+def _gather(items: list) -> list:
+    """All ranks' items under distributed training; the items themselves otherwise."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return items
+    gathered: list[list] = [[] for _ in range(dist.get_world_size())]
+    dist.all_gather_object(gathered, items)
+    return [item for part in gathered for item in part]

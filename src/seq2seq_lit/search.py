@@ -1,0 +1,182 @@
+"""Batched greedy and beam search over a Seq2Seq model.
+
+Both work on the whole batch at once (beam search on ``batch x beam`` rows): one decoder call and a few
+tensor operations per time step, no Python loop over sentences or hypotheses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from seq2seq_lit.decoder import reorder_state
+from seq2seq_lit.vocab import BOS_ID, EOS_ID, PAD_ID
+
+
+@dataclass
+class SearchResult:
+    """``n`` hypotheses per sentence, best first. Lengths count the final EOS."""
+
+    tokens: torch.Tensor  # (batch, n, max_len), PAD after EOS
+    lengths: torch.Tensor  # (batch, n)
+    scores: torch.Tensor  # (batch, n), log-probability / length penalty
+    log_probs: torch.Tensor  # (batch, n), plain log-probability of the hypothesis
+    attention: torch.Tensor | None = None  # (batch, n, max_len, src_len)
+
+    def token_lists(self) -> list[list[list[int]]]:
+        """Per sentence, per hypothesis: the token ids without EOS."""
+        lengths = self.lengths.tolist()
+        tokens = self.tokens.tolist()
+        return [[hyp[: n - 1] for hyp, n in zip(sent, ns)] for sent, ns in zip(tokens, lengths)]
+
+
+def length_penalty(length: torch.Tensor | int, alpha: float) -> torch.Tensor | float:
+    """GNMT length penalty ``((5 + len) / 6) ** alpha`` (1 when alpha is 0)."""
+    return ((5 + length) / 6) ** alpha
+
+
+def max_lengths(src_lengths: torch.Tensor, a: float, b: int) -> torch.Tensor:
+    """Longest output allowed per sentence: ``a * src_len + b`` tokens, EOS included."""
+    return (a * src_lengths.float() + b).long().clamp(min=1)
+
+
+@torch.no_grad()
+def greedy_search(
+    model, src: torch.Tensor, src_lengths: torch.Tensor, max_len_a: float = 1.5, max_len_b: int = 10,
+    alpha: float = 0.0, return_attention: bool = False,
+) -> SearchResult:  # fmt: skip
+    """Pick the most probable token at every step until EOS or the length limit."""
+    batch = src.size(0)
+    memory, state = model.encode(src, src_lengths)
+    limit = max_lengths(src_lengths, max_len_a, max_len_b).to(src.device)
+    max_len = int(limit.max())
+    y = src.new_full((batch, 1), BOS_ID)
+    tokens = src.new_full((batch, max_len), PAD_ID)
+    log_prob = torch.zeros(batch, device=src.device)
+    lengths = limit.clone()
+    finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
+    attention = []
+    for t in range(max_len):
+        step_lp, attn, state = model.decode(y, memory, state)
+        lp = step_lp[:, -1]
+        # |lp| = (batch_size, vocab_size)
+        forced = (t + 1 >= limit).unsqueeze(1) & (torch.arange(lp.size(1), device=lp.device) != EOS_ID)
+        best, token = lp.masked_fill(forced, float("-inf")).max(dim=-1)
+        token = token.masked_fill(finished, PAD_ID)
+        log_prob += best.masked_fill(finished, 0.0)
+        tokens[:, t] = token
+        ended = ~finished & (token == EOS_ID)
+        lengths = torch.where(ended, t + 1, lengths)
+        finished |= ended
+        if return_attention:
+            attention.append(attn[:, -1])
+        y = token.unsqueeze(1)
+        if bool(finished.all()):
+            break
+    steps = t + 1
+    attn_out = torch.stack(attention, 1).unsqueeze(1) if return_attention else None
+    return SearchResult(
+        tokens[:, :steps].unsqueeze(1),
+        lengths.unsqueeze(1),
+        (log_prob / length_penalty(lengths.float(), alpha)).unsqueeze(1),
+        log_prob.unsqueeze(1),
+        attn_out,
+    )
+
+
+@torch.no_grad()
+def beam_search(
+    model, src: torch.Tensor, src_lengths: torch.Tensor, beam_size: int = 5, n_best: int = 1,
+    alpha: float = 0.0, max_len_a: float = 1.5, max_len_b: int = 10, return_attention: bool = False,
+) -> SearchResult:  # fmt: skip
+    """Beam search with GNMT length penalty; returns the ``n_best`` finished hypotheses per sentence.
+
+    A sentence stops when its ``n_best``-th finished hypothesis scores at least as well as the best live
+    one could still reach (its log-probability only falls; the penalty is largest at the length limit),
+    or when it reaches its length limit, where EOS is forced.
+    """
+    if not 1 <= n_best <= beam_size:
+        raise ValueError(f"n_best={n_best} must be between 1 and beam_size={beam_size}")
+    batch, k, device = src.size(0), beam_size, src.device
+    memory, state = model.encode(src, src_lengths)
+    rows = torch.arange(batch, device=device).repeat_interleave(k)
+    memory, state = memory.index_select(rows), reorder_state(state, rows)
+    limit = max_lengths(src_lengths, max_len_a, max_len_b).to(device)
+    max_len, src_len = int(limit.max()), src.size(1)
+    neg_inf = float("-inf")
+
+    # Live hypotheses: k per sentence; only the first is real at the start.
+    live_lp = torch.full((batch, k), neg_inf, device=device)
+    live_lp[:, 0] = 0.0
+    live_tokens = src.new_empty((batch * k, 0))
+    live_attn = torch.zeros(batch * k, 0, src_len, device=device) if return_attention else None
+    # Finished hypotheses: the best k per sentence, by normalised score.
+    fin_score = torch.full((batch, k), neg_inf, device=device)
+    fin_lp = torch.full((batch, k), neg_inf, device=device)
+    fin_tokens = src.new_full((batch, k, max_len), PAD_ID)
+    fin_len = torch.ones(batch, k, dtype=torch.long, device=device)
+    fin_attn = torch.zeros(batch, k, max_len, src_len, device=device) if return_attention else None
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)
+    cand_order = torch.arange(2 * k, device=device)
+    y = src.new_full((batch * k, 1), BOS_ID)
+
+    for t in range(max_len):
+        step_lp, attn, state = model.decode(y, memory, state)
+        vocab = step_lp.size(-1)
+        lp = step_lp[:, -1].view(batch, k, vocab)
+        at_limit = t + 1 >= limit
+        not_eos = torch.arange(vocab, device=device) != EOS_ID
+        lp = lp.masked_fill(at_limit.view(batch, 1, 1) & not_eos, neg_inf)
+        cand_lp, cand = (live_lp.unsqueeze(2) + lp).view(batch, k * vocab).topk(2 * k, dim=1)
+        # |cand_lp| = |cand| = (batch_size, 2 * beam_size); at most k of them end in EOS
+        beam, token = cand // vocab, cand % vocab
+        source_row = (offsets + beam).view(-1)
+        is_eos = token == EOS_ID
+
+        # EOS candidates ranked among the top k end here (as in fairseq, so beam 1 is greedy) and join
+        # the finished pool if they rank among its best k.
+        ending = is_eos & (cand_order < k) & ~done.unsqueeze(1)
+        eos_score = (cand_lp / length_penalty(t + 1, alpha)).masked_fill(~ending, neg_inf)
+        if bool((eos_score > neg_inf).any()):
+            prefix = live_tokens.index_select(0, source_row).view(batch, 2 * k, t)
+            new_tokens = torch.cat(
+                [prefix, token.unsqueeze(2), prefix.new_full((batch, 2 * k, max_len - t - 1), PAD_ID)], 2
+            )
+            fin_score, pick = torch.cat([fin_score, eos_score], 1).topk(k, dim=1)
+            fin_lp = torch.cat([fin_lp, cand_lp], 1).gather(1, pick)
+            fin_len = torch.cat([fin_len, torch.full_like(cand_lp, t + 1, dtype=torch.long)], 1).gather(1, pick)
+            all_tokens = torch.cat([fin_tokens, new_tokens], 1)
+            fin_tokens = all_tokens.gather(1, pick.unsqueeze(2).expand(-1, -1, max_len))
+            if return_attention:
+                steps = torch.cat([live_attn, attn[:, -1:]], 1).index_select(0, source_row)
+                pad = steps.new_zeros(batch * 2 * k, max_len - t - 1, src_len)
+                new_attn = torch.cat([steps, pad], 1).view(batch, 2 * k, max_len, src_len)
+                index = pick.view(batch, k, 1, 1).expand(-1, -1, max_len, src_len)
+                fin_attn = torch.cat([fin_attn, new_attn], 1).gather(1, index)
+
+        # The best k candidates that do not end in EOS stay live (stable: EOS ones sorted last).
+        keep = (is_eos.long() * 2 * k + cand_order).argsort(dim=1)[:, :k]
+        live_lp = cand_lp.gather(1, keep)
+        rows = (offsets + beam.gather(1, keep)).view(-1)
+        next_token = token.gather(1, keep).view(-1, 1)
+        live_tokens = torch.cat([live_tokens.index_select(0, rows), next_token], 1)
+        if return_attention:
+            live_attn = torch.cat([live_attn, attn[:, -1:]], 1).index_select(0, rows)
+        state = reorder_state(state, rows)
+
+        best_reachable = live_lp[:, 0] / length_penalty(limit.float(), alpha)
+        done |= at_limit | (fin_score[:, n_best - 1] >= best_reachable)
+        if bool(done.all()):
+            break
+        y = next_token
+
+    used = int(fin_len[:, :n_best].max())
+    return SearchResult(
+        fin_tokens[:, :n_best, :used],
+        fin_len[:, :n_best],
+        fin_score[:, :n_best],
+        fin_lp[:, :n_best],
+        fin_attn[:, :n_best, :used] if return_attention else None,
+    )

@@ -1,0 +1,162 @@
+"""Translate raw sentences with a trained model: tokenize, batch by length, search, restore order."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seq2seq_lit.datamodule import collate
+from seq2seq_lit.sampler import BucketBatchSampler
+from seq2seq_lit.search import SearchResult, beam_search, greedy_search
+from seq2seq_lit.vocab import PAD_ID
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Hypothesis:
+    text: str
+    score: float  # log-probability / length penalty
+    tokens: list[int]
+    attention: torch.Tensor | None = None  # (tgt_len incl. EOS, src_len incl. EOS)
+
+
+@dataclass
+class DecodingConfig:
+    beam_size: int = 5
+    n_best: int = 1
+    alpha: float = 0.6
+    max_len_a: float = 1.5
+    max_len_b: int = 10
+    max_tokens: int = 4096
+
+    def check(self) -> None:
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size={self.beam_size} must be >= 1")
+        if not 1 <= self.n_best <= self.beam_size:
+            raise ValueError(f"n_best={self.n_best} must be between 1 and beam_size={self.beam_size}")
+
+
+def search(model, src: torch.Tensor, src_lengths: torch.Tensor, cfg: DecodingConfig, attention: bool = False):
+    """Greedy when ``beam_size`` is 1 and one hypothesis is wanted, beam search otherwise."""
+    if cfg.beam_size == 1:
+        return greedy_search(model, src, src_lengths, cfg.max_len_a, cfg.max_len_b, cfg.alpha, attention)
+    return beam_search(
+        model, src, src_lengths, cfg.beam_size, cfg.n_best, cfg.alpha, cfg.max_len_a, cfg.max_len_b, attention
+    )
+
+
+class Translator:
+    """A Seq2Seq model with its tokenizers; translates lists of raw sentences in their original order."""
+
+    def __init__(self, model, src_tokenizer, tgt_tokenizer, max_length: int | None = None) -> None:
+        self.model, self.src_tokenizer, self.tgt_tokenizer = model, src_tokenizer, tgt_tokenizer
+        self.max_length = max_length
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Translator:
+        """Everything comes from the checkpoint: weights, tokenizers, the length limit."""
+        module = load_module(path, device)
+        return cls(
+            module.model, module.src_tokenizer, module.tgt_tokenizer, (module.hparams.data or {}).get("max_length")
+        )
+
+    def encode(self, lines: list[str], first_line: int = 1) -> list[np.ndarray]:
+        """SentencePiece ids per line, truncated to ``max_length`` with a warning naming the line."""
+        out = []
+        for number, ids in enumerate(self.src_tokenizer.encode(lines), start=first_line):
+            if self.max_length is not None and len(ids) > self.max_length:
+                log.warning(
+                    "line %d: %d subword tokens, truncated to the model's limit of %d",
+                    number, len(ids), self.max_length,
+                )  # fmt: skip
+                ids = ids[: self.max_length]
+            out.append(np.asarray(ids, dtype=np.int64))
+        return out
+
+    def batches(self, src_ids: list[np.ndarray], max_tokens: int, tgt_ids: list[np.ndarray] | None = None):
+        """Length-sorted, collated batches; ``ids`` index ``src_ids``. Without targets, empty lines are skipped."""
+        keep = [i for i, ids in enumerate(src_ids) if len(ids) or tgt_ids is not None]
+        if not keep:
+            return
+        empty = np.zeros(0, dtype=np.int64)
+        tgt_ids = tgt_ids or [empty] * len(src_ids)
+        src_len = np.array([len(src_ids[i]) + 1 for i in keep])
+        tgt_len = np.array([len(tgt_ids[i]) + 2 for i in keep])
+        longest = int(max(src_len.max(), tgt_len.max()))
+        sampler = BucketBatchSampler(src_len, tgt_len, max(max_tokens, longest), shuffle=False)
+        device = next(self.model.parameters()).device
+        for batch in sampler:
+            collated = collate([(keep[j], src_ids[keep[j]], tgt_ids[keep[j]]) for j in batch])
+            yield {k: v.to(device) for k, v in collated.items()}
+
+    @torch.no_grad()
+    def translate(
+        self, lines: list[str], cfg: DecodingConfig, first_line: int = 1, attention: bool = False
+    ) -> list[list[Hypothesis]]:
+        """``cfg.n_best`` hypotheses per line, best first; an empty line gives one empty hypothesis."""
+        cfg.check()
+        self.model.eval()
+        src_ids = self.encode(lines, first_line)
+        results: list[list[Hypothesis]] = [[Hypothesis("", 0.0, [])] * cfg.n_best for _ in lines]
+        for batch in self.batches(src_ids, cfg.max_tokens):
+            found: SearchResult = search(self.model, batch["src"], batch["src_lengths"], cfg, attention)
+            tokens = found.token_lists()
+            scores = found.scores.tolist()
+            for row, index in enumerate(batch["ids"].tolist()):
+                texts = self.tgt_tokenizer.decode(tokens[row])
+                results[index] = [
+                    Hypothesis(
+                        texts[n],
+                        scores[row][n],
+                        tokens[row][n],
+                        found.attention[row, n, : found.lengths[row, n], : batch["src_lengths"][row]].cpu()
+                        if attention
+                        else None,
+                    )
+                    for n in range(cfg.n_best)
+                ]
+        return results
+
+    @torch.no_grad()
+    def score(self, sources: list[str], targets: list[str], max_tokens: int = 4096, first_line: int = 1) -> list[float]:
+        """Log-probability of each target given its source (forced decoding), EOS included."""
+        self.model.eval()
+        src_ids = self.encode(sources, first_line)
+        tgt_ids = [np.asarray(t, dtype=np.int64) for t in self.tgt_tokenizer.encode(targets)]
+        out = [0.0] * len(sources)
+        for batch in self.batches(src_ids, max_tokens, tgt_ids):
+            tgt = batch["tgt"]
+            log_probs = self.model(batch["src"], batch["src_lengths"], tgt[:, :-1])
+            for i, lp in zip(batch["ids"].tolist(), sentence_log_probs(log_probs, tgt[:, 1:]).tolist()):
+                out[i] = lp
+        return out
+
+
+def sentence_log_probs(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum of target-token log-probabilities per sentence, PAD excluded."""
+    # |log_probs| = (batch_size, tgt_len, vocab_size), |target| = (batch_size, tgt_len)
+    picked = log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    return (picked * (target != PAD_ID)).sum(dim=1)
+
+
+def load_module(path: str | Path, device: str = "cpu"):
+    """Load a TranslationModule with ``weights_only=True``; errors name the file."""
+    from seq2seq_lit.module import TranslationModule
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={path}: no such checkpoint file")
+    try:
+        module = TranslationModule.load_from_checkpoint(path, map_location=device, weights_only=True)
+    except Exception as err:  # torch raises many types for truncated or foreign files
+        raise ValueError(
+            f"ckpt_path={path}: not a readable seq2seq_lit checkpoint ({type(err).__name__}: {err})"
+        ) from None
+    if module.src_tokenizer is None:
+        raise ValueError(f"ckpt_path={path}: the checkpoint has no embedded tokenizers")
+    return module.eval()
