@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-all lint format clean
+.PHONY: help install train test test-all bench lint format clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,13 +31,16 @@ test: $(STAMP) ## Run the test suite (slow tests excluded)
 test-all: $(STAMP) ## Run every test, the slow ones included
 	$(BIN)/python -m pytest -m "" $(ARGS)
 
+bench: $(STAMP) ## Benchmark training and decoding speed (ARGS="--quick --json bench.json"); see BENCHMARKS.md
+	$(BIN)/python benchmarks/bench.py $(ARGS)
+
 lint: $(STAMP) ## ruff lint and format check
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 format: $(STAMP) ## ruff format and autofix
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
 
 clean: ## Remove build artefacts and caches (keeps logs/, data/ and the venv)
 	rm -rf build dist *.egg-info src/*.egg-info .pytest_cache .ruff_cache

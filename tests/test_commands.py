@@ -137,3 +137,21 @@ def test_evaluate_prints_cased_and_lowercased_scores_and_writes_a_report(
     assert len(hyps) == 1014 == report["cased"]["sentences"]
     assert report["lowercased"]["bleu"] >= report["cased"]["bleu"] > 0
     assert f"BLEU (cased) = {report['cased']['bleu']:.2f}" in out
+
+
+def test_truncated_or_mismatched_checkpoint_names_the_file(trained_ckpt: Path, tmp_path: Path) -> None:
+    from seq2seq_lit.translator import load_checkpoint
+
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(trained_ckpt.read_bytes()[:5000])
+    with pytest.raises(ValueError, match=f"ckpt_path={truncated}: not a readable seq2seq_lit checkpoint"):
+        load_checkpoint(truncated)
+    ckpt = torch.load(trained_ckpt, weights_only=True)
+    ckpt["hyper_parameters"]["hidden_size"] = 256
+    other = tmp_path / "other.ckpt"
+    torch.save(ckpt, other)
+    with pytest.raises(ValueError, match=f"ckpt_path={other}: weights do not match the model configuration"):
+        load_checkpoint(other)
+    result = command("translate", [f"ckpt_path={truncated}"], b"A dog.\n")
+    assert result.returncode == 1 and "not a readable seq2seq_lit checkpoint" in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from seq2seq_lit import multi30k, tokenizer
+from seq2seq_lit.collate import collate
 from seq2seq_lit.corpus import read_lines
-from seq2seq_lit.datamodule import Multi30kDataModule, TranslationDataModule, collate
+from seq2seq_lit.datamodule import Multi30kDataModule, TranslationDataModule
 from seq2seq_lit.vocab import BOS_ID, EOS_ID, PAD_ID
 
 _SUBJ = [
@@ -168,3 +169,26 @@ def test_download_with_wrong_checksum_deletes_the_partial_file(tmp_path: Path, m
 def test_multi30k_language_is_checked() -> None:
     with pytest.raises(ValueError, match=r"data.tgt_lang='xx' is not a Multi30k language; allowed values"):
         Multi30kDataModule(root="/nonexistent", tgt_lang="xx", cache_dir="/tmp")
+
+
+def test_zero_pairs_after_filtering_names_the_files(tmp_path: Path) -> None:
+    dm = small_dm(tmp_path, max_length=3)  # every sentence is longer than 3 pieces
+    with pytest.raises(
+        ValueError, match=r"train split has no pairs left after filtering \(.*train.en.gz, .*train.de\)"
+    ):
+        dm.setup()
+
+
+def test_missing_file_names_the_path(tmp_path: Path) -> None:
+    dm = TranslationDataModule(
+        train=[str(tmp_path / "nope.en"), str(tmp_path / "nope.de")], val=None, cache_dir=str(tmp_path / "c")
+    )
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'nope.en'}: no such file"):
+        dm.setup()
+
+
+def test_unwritable_cache_directory_names_the_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(OSError, match=f"cannot write cache file {blocker}/"):
+        small_dm(tmp_path, cache_dir=str(blocker / "cache")).setup()

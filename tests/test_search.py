@@ -143,3 +143,19 @@ def test_beam_returns_attention_for_each_output_token() -> None:
         assert torch.all(attn[i, 0, :n, lengths[i] :] == 0)  # never on PAD
     greedy = greedy_search(model, src, lengths, return_attention=True)
     assert greedy.attention.shape[:3] == greedy.tokens.shape
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_greedy_on_a_batch_equals_greedy_per_sentence(seed: int) -> None:
+    chain = RandomChain(seed)
+    _, src, lengths = random_batch(seed)
+    batched = greedy_search(chain, src, lengths, max_len_a=2.0, max_len_b=5, return_attention=True)
+    assert len(set(batched.lengths.view(-1).tolist())) > 1  # rows leave the batch at different steps
+    for i in range(src.size(0)):
+        n = lengths[i].item()
+        single = greedy_search(chain, src[i : i + 1, :n], lengths[i : i + 1], max_len_a=2.0, max_len_b=5)
+        assert single.token_lists()[0] == batched.token_lists()[i]
+        torch.testing.assert_close(single.log_probs[0], batched.log_probs[i])
+        steps = batched.lengths[i, 0].item()
+        torch.testing.assert_close(batched.attention[i, 0, :steps].sum(-1), torch.ones(steps))
+        assert torch.all(batched.attention[i, 0, steps:] == 0)

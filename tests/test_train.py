@@ -59,6 +59,9 @@ def test_cli_help_and_cfg(tmp_path: Path, cache_dir: Path) -> None:
         ("model.dropout=1.0", "model.dropout=1.0 must be in [0, 1)"),
         ("model.hidden_size=abc", "model.hidden_size"),
         ("model.hiden_size=3", "hiden_size"),
+        ("data.max_tokens=50", "data.max_tokens=50 is smaller than the longest allowed example (data.max_length=100"),
+        ("data.spm_model_type=wordpiece", "data.spm_model_type='wordpiece'; allowed values"),
+        ("model=transformer", "Could not find 'model/transformer'"),
     ],
 )
 def test_cli_bad_settings_fail_before_any_work(override, message, tmp_path: Path, cache_dir: Path) -> None:
@@ -93,6 +96,7 @@ def test_short_real_run_logs_curves_and_saves_a_self_contained_checkpoint(
     assert len(steps) == 4 and all(float(r["train/ppl_step"]) > 1 for r in steps)
     assert float(steps[-1]["train/loss_step"]) < float(steps[0]["train/loss_step"])  # it learns
     assert any(r.get("val/ppl") for r in rows) and any(r.get("lr") for r in rows)
+    assert all(float(r["train/tok_s"]) > 0 for r in rows if r.get("train/tok_s"))
     assert "test/ppl" in metrics and metrics["val/ppl"] > 1
     assert any(r.get("val/bleu") for r in rows) and 0 <= metrics["val/bleu"] <= 100
     # The best checkpoint was tested with beam search; hypotheses and a sacreBLEU report were written.
@@ -103,6 +107,10 @@ def test_short_real_run_logs_curves_and_saves_a_self_contained_checkpoint(
     assert len(hyps) == report["sentences"] > 0
     # W&B ran offline, in the run directory, without any account.
     assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    # Attention heatmaps of two fixed validation sentences: PNG in the run directory and W&B images.
+    pngs = sorted((run_dir / "attention").glob("val*_step*.png"))
+    assert [p.name[:4] for p in pngs] == ["val0", "val1"] and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    assert list((run_dir / "wandb").glob("offline-run-*/files/media/images/val/attention*.png"))
 
     # The checkpoint opens with weights_only=True and carries the tokenizers and the config.
     ckpt_path = run_dir / "checkpoints" / "last.ckpt"
@@ -124,6 +132,15 @@ def test_short_real_run_logs_curves_and_saves_a_self_contained_checkpoint(
             module.shared_step(batch, "val")
     logged = [float(r["val/ppl"]) for r in rows if r.get("val/ppl")][-1]
     assert module.ppl["val_"].compute().item() == pytest.approx(logged, rel=1e-4)
+
+    # A report of the run: curves as PNG, from the files alone.
+    from seq2seq_lit.report import main as report
+
+    report([str(run_dir)])
+    for name in ("loss.png", "ppl.png", "bleu.png"):
+        assert (run_dir / "report" / name).read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["params"] == sum(p.numel() for p in module.parameters())
 
 
 def test_seed_zero_is_honoured(tmp_path: Path, multi30k_root: Path, cache_dir: Path) -> None:
@@ -180,3 +197,45 @@ def test_configs_ship_in_a_plain_wheel(tmp_path: Path, cache_dir: Path) -> None:
         cwd=elsewhere, env={**os.environ, **env}, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert where.stdout.startswith(str(tmp_path / "site"))
+
+
+def test_multirun_gives_each_job_its_own_directory_metrics_and_wandb_run(
+    tmp_path: Path, multi30k_root: Path, cache_dir: Path
+) -> None:
+    args = [
+        "-m", "experiment=tiny", "logger=default", "~callbacks.rich_progress_bar", f"data.root={multi30k_root}",
+        "model.hidden_size=32,64", "model.n_layers=1,2", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+        "model.decoding.val_bleu=false", "test=false", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]  # fmt: skip
+    result = run_cli(args, tmp_path, cache_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name.isdigit())
+    assert [j.name for j in jobs] == ["0", "1", "2", "3"]
+    configs, run_ids = set(), set()
+    for job in jobs:
+        overrides = (job / ".hydra" / "overrides.yaml").read_text()
+        configs.add(tuple(line for line in overrides.splitlines() if "hidden_size" in line or "n_layers" in line))
+        assert any(r.get("val/ppl") for r in read_metrics(job))
+        (wandb_run,) = (job / "wandb").glob("offline-run-*")
+        run_ids.add(wandb_run.name.rsplit("-", 1)[-1])
+        assert (job / "checkpoints" / "last.ckpt").is_file()
+    assert len(configs) == 4 and len(run_ids) == 4  # distinct configs, one W&B run each
+
+    # The sweep report: one row per job, sorted by the optimised metric, and a plot per swept parameter.
+    report = subprocess.run(
+        [sys.executable, "-m", "seq2seq_lit.report", str(tmp_path / "sweep")], capture_output=True, text=True
+    )
+    assert report.returncode == 0, report.stderr
+    with open(tmp_path / "sweep" / "report" / "report.csv") as f:
+        table = list(csv.DictReader(f))
+    assert sorted(r["job"] for r in table) == ["0", "1", "2", "3"]
+    assert all(r["status"] == "finished" and int(r["params"]) > 0 for r in table)
+    ppl = [float(r["val/ppl"]) for r in table]
+    assert ppl == sorted(ppl)
+    for job in table:
+        assert "model.hidden_size=" in job["overrides"] and "model.n_layers=" in job["overrides"]
+    pngs = sorted(p.name for p in (tmp_path / "sweep" / "report").glob("*.png"))
+    assert pngs == ["val_ppl_vs_model.hidden_size.png", "val_ppl_vs_model.n_layers.png"]
+    for png in (tmp_path / "sweep" / "report").glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| job |" in (tmp_path / "sweep" / "report" / "report.md").read_text()

@@ -39,6 +39,27 @@ def validate_model_args(
         )
 
 
+def validate_data_args(data: Any) -> None:
+    """Batching settings that cannot work, named by key, before any data is read."""
+    if data.get("max_tokens") is None and data.get("batch_size") is None:
+        raise ValueError("set data.max_tokens or data.batch_size (or both)")
+    if data.get("max_length", 0) < 1:
+        raise ValueError(f"data.max_length={data.get('max_length')} must be >= 1")
+    longest = data.max_length + 2  # BOS and EOS around the longest allowed target
+    if data.get("max_tokens") is not None and data.max_tokens < longest:
+        raise ValueError(
+            f"data.max_tokens={data.max_tokens} is smaller than the longest allowed example "
+            f"(data.max_length={data.max_length} + BOS/EOS = {longest} tokens); raise data.max_tokens to at "
+            f"least {longest} or lower data.max_length"
+        )
+    if data.get("batch_size") is not None and data.batch_size < 1:
+        raise ValueError(f"data.batch_size={data.batch_size} must be >= 1 (or null)")
+    if data.get("spm_model_type") not in ("bpe", "unigram", "char", "word"):
+        raise ValueError(
+            f"data.spm_model_type={data.get('spm_model_type')!r}; allowed values: ['bpe', 'unigram', 'char', 'word']"
+        )
+
+
 @dataclass
 class DecodingSettings:
     """How the module decodes during validation (val/bleu) and testing (test/bleu)."""
@@ -49,6 +70,7 @@ class DecodingSettings:
     alpha: float = 0.6
     max_len_a: float = 1.5
     max_len_b: int = 10
+    attention_plots: int = 2
 
 
 @dataclass
@@ -62,6 +84,7 @@ class ModelConfig:
     attention: bool = True
     tie_embeddings: bool = False
     label_smoothing: float = 0.0
+    max_nonfinite_steps: int = 5
     optimizer: Any = None
     scheduler: Any = None
     decoding: DecodingSettings = field(default_factory=DecodingSettings)
@@ -73,7 +96,7 @@ class DataConfig:
     cache_dir: str = MISSING
     vocab_size: int = 8000
     joint_vocab: bool = False
-    spm_model_type: str = "unigram"
+    spm_model_type: str = "bpe"
     character_coverage: float = 1.0
     max_length: int = 100
     max_tokens: int | None = 4096
@@ -133,6 +156,7 @@ class TranslateConfig:
     interactive: bool | None = None
     score: bool = False
     device: str = "cpu"
+    bf16: bool = False
 
 
 @dataclass
@@ -155,6 +179,7 @@ class EvaluateConfig:
     max_len_b: int = 10
     max_tokens: int = 4096
     device: str = "cpu"
+    bf16: bool = False
     output_dir: str = MISSING
 
 

@@ -10,14 +10,13 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
 from seq2seq_lit import multi30k
+from seq2seq_lit.collate import collate
 from seq2seq_lit.corpus import file_digest, read_parallel
 from seq2seq_lit.sampler import BucketBatchSampler
 from seq2seq_lit.tokenizer import Tokenizer, cache_key, load_or_train, write_atomic
-from seq2seq_lit.vocab import BOS_ID, EOS_ID, PAD_ID
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +51,6 @@ class EncodedCorpus(Dataset):
         )
 
 
-def collate(examples: list[tuple[int, np.ndarray, np.ndarray]]) -> dict[str, torch.Tensor]:
-    """Pad a batch and sort it by source length (longest first), as packed RNN sequences expect.
-
-    ``ids`` holds each row's dataset index so callers can restore the original order.
-    """
-    examples = sorted(examples, key=lambda e: len(e[1]), reverse=True)
-    eos, bos = torch.tensor([EOS_ID]), torch.tensor([BOS_ID])
-    src = [torch.cat([torch.from_numpy(s), eos]) for _, s, _ in examples]
-    tgt = [torch.cat([bos, torch.from_numpy(t), eos]) for _, _, t in examples]
-    return {
-        "ids": torch.tensor([i for i, _, _ in examples]),
-        "src": pad_sequence(src, batch_first=True, padding_value=PAD_ID),  # (batch, src_len)
-        "src_lengths": torch.tensor([len(s) for s in src]),  # (batch,)
-        "tgt": pad_sequence(tgt, batch_first=True, padding_value=PAD_ID),  # (batch, tgt_len)
-    }
-
-
 @dataclass
 class RawSplit:
     name: str
@@ -89,7 +71,7 @@ class TranslationDataModule(L.LightningDataModule):
         cache_dir: str = ".cache",
         vocab_size: int = 8000,
         joint_vocab: bool = False,
-        spm_model_type: str = "unigram",
+        spm_model_type: str = "bpe",
         character_coverage: float = 1.0,
         max_length: int = 100,
         max_tokens: int | None = 4096,
@@ -217,6 +199,10 @@ class TranslationDataModule(L.LightningDataModule):
         if self.trainer is not None and self.trainer.overfit_batches > 0:
             # Lightning turns shuffling off for overfit_batches but cannot reach a custom batch sampler.
             sampler = self._eval_loader("train").batch_sampler
+        log.info(
+            "training batches for rank %d of %d: %d, the first holding examples %s",
+            sampler.rank, sampler.num_replicas, len(sampler), sampler._batches()[0][:4],
+        )  # fmt: skip
         return DataLoader(
             self.datasets["train"],
             batch_sampler=sampler,

@@ -36,15 +36,15 @@ def source_and_reference(cfg: DictConfig, hp_data: dict) -> tuple[Path, Path]:
 def evaluate(cfg: DictConfig) -> dict:
     from seq2seq_lit.corpus import read_parallel
     from seq2seq_lit.scoring import score_corpus, write_report
-    from seq2seq_lit.translator import DecodingConfig, Translator, load_module
+    from seq2seq_lit.translator import DecodingConfig, Translator, load_checkpoint
 
-    decoding = DecodingConfig(cfg.beam_size, 1, cfg.alpha, cfg.max_len_a, cfg.max_len_b, cfg.max_tokens)
+    decoding = DecodingConfig(cfg.beam_size, 1, cfg.alpha, cfg.max_len_a, cfg.max_len_b, cfg.max_tokens, cfg.bf16)
     decoding.check()
-    module = load_module(cfg.ckpt_path, cfg.device)
-    data_hp = module.hparams.data or {}
+    ckpt = load_checkpoint(cfg.ckpt_path, cfg.device)
+    data_hp = ckpt.data
     src_path, ref_path = source_and_reference(cfg, data_hp)
     sources, refs = read_parallel(src_path, ref_path)
-    translator = Translator(module.model, module.src_tokenizer, module.tgt_tokenizer, data_hp.get("max_length"))
+    translator = Translator(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, data_hp.get("max_length"))
     hyps = [h[0].text for h in translator.translate(sources, decoding)]
     report = {
         "ckpt_path": str(cfg.ckpt_path),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ from seq2seq_lit.model import Seq2Seq
 from seq2seq_lit.tokenizer import Tokenizer
 from seq2seq_lit.translator import DecodingConfig, search
 from seq2seq_lit.vocab import PAD_ID
+
+log = logging.getLogger(__name__)
 
 
 def masked_nll(
@@ -55,6 +59,7 @@ class TranslationModule(L.LightningModule):
         attention: bool = True,
         tie_embeddings: bool = False,
         label_smoothing: float = 0.0,
+        max_nonfinite_steps: int = 5,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
@@ -83,6 +88,8 @@ class TranslationModule(L.LightningModule):
         self.src_tokenizer: Tokenizer | None = None
         self.tgt_tokenizer: Tokenizer | None = None
         self._test_hyps: dict[int, list[tuple[int, str]]] = {}
+        self.nonfinite_steps = 0  # consecutive, reset by a good step
+        self.skipped_steps = 0  # in total
 
     def set_tokenizers(self, src: Tokenizer, tgt: Tokenizer) -> None:
         """Attach the tokenizers; they are embedded in every checkpoint so it can translate alone."""
@@ -91,12 +98,14 @@ class TranslationModule(L.LightningModule):
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         return self.model(src, src_lengths, tgt_in)
 
-    def shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+    def shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor | None:
         tgt = batch["tgt"]
         # Teacher forcing: input [BOS] y1 .. yn, predict y1 .. yn [EOS].
         log_probs = self(batch["src"], batch["src_lengths"], tgt[:, :-1])
         loss_sum, nll_sum, n_tokens = masked_nll(log_probs, tgt[:, 1:], self.hparams.label_smoothing)
         loss = loss_sum / n_tokens
+        if stage == "train" and not bool(torch.isfinite(loss)):
+            return None  # keeps NaN out of the metrics; training_step counts it
         on_step = stage == "train"
         ppl, mean_nll = self.ppl[f"{stage}_"], self.mean_nll[f"{stage}_"]
         ppl(nll_sum, n_tokens)
@@ -106,8 +115,31 @@ class TranslationModule(L.LightningModule):
         self.log(f"{stage}/ppl", ppl, on_step=on_step, on_epoch=True, batch_size=batch_size)
         return loss
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self.shared_step(batch, "train")
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        loss = self.shared_step(batch, "train")
+        if loss is not None:
+            self.nonfinite_steps = 0
+            return loss
+        # Returning None makes Lightning skip backward and the optimizer step.
+        self.nonfinite_steps += 1
+        self.skipped_steps += 1
+        self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False)
+        log.warning("non-finite loss at step %d: step skipped (%d in a row)", self.global_step, self.nonfinite_steps)
+        if self.nonfinite_steps >= self.hparams.max_nonfinite_steps:
+            raise FloatingPointError(
+                f"{self.nonfinite_steps} consecutive non-finite losses, the last at step {self.global_step} "
+                f"(model.max_nonfinite_steps={self.hparams.max_nonfinite_steps}); training stopped. Checkpoints "
+                "written before are intact; try a lower learning rate or gradient_clip_val."
+            )
+        return None
+
+    def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step_start = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Log ``train/tok_s``: target tokens per second of this optimisation step."""
+        n_tokens = int((batch["tgt"][:, 1:] != PAD_ID).sum())
+        self.log("train/tok_s", n_tokens / (time.perf_counter() - self._step_start), on_step=True, on_epoch=False)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self.shared_step(batch, "val")
@@ -119,6 +151,33 @@ class TranslationModule(L.LightningModule):
         if self.decoding["val_bleu"] and self.tgt_tokenizer is not None:
             self.log("val/bleu", self.val_bleu.compute() * 100)
             self.val_bleu.reset()
+        if self.decoding["attention_plots"] and self.tgt_tokenizer is not None and self.trainer.is_global_zero:
+            self._plot_attention(self.trainer.datamodule.raw["val"].src[: self.decoding["attention_plots"]])
+
+    def _plot_attention(self, sentences: list[str]) -> None:
+        """Save heatmaps of the greedy translations' attention as PNG, and send them to W&B if it logs."""
+        import matplotlib.pyplot as plt
+
+        from seq2seq_lit.plots import attention_figure
+        from seq2seq_lit.translator import Translator
+
+        if self.trainer.sanity_checking:
+            return
+        translator = Translator(self.model, self.src_tokenizer, self.tgt_tokenizer)
+        found = translator.translate(sentences, DecodingConfig(beam_size=1), attention=True)
+        out_dir = Path(self.trainer.default_root_dir) / "attention"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i, (sentence, (hyp,)) in enumerate(zip(sentences, found)):
+            src = self.src_tokenizer.pieces(sentence)[: hyp.attention.size(1) - 1] + ["</s>"]
+            tgt = [self.tgt_tokenizer.sp.id_to_piece(t) for t in hyp.tokens] + ["</s>"]
+            fig = attention_figure(hyp.attention, src, tgt, title=f"step {self.global_step}")
+            paths.append(out_dir / f"val{i}_step{self.global_step:07d}.png")
+            fig.savefig(paths[-1], dpi=80)
+            plt.close(fig)
+        for logger in self.loggers:
+            if hasattr(logger, "log_image"):  # WandbLogger
+                logger.log_image(key="val/attention", images=[str(p) for p in paths], step=self.global_step)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self.shared_step(batch, "test")
@@ -168,6 +227,11 @@ class TranslationModule(L.LightningModule):
         if not sched_cfg:
             return optimizer
         sched_cfg = dict(sched_cfg)
+        if "_target_" not in (sched_cfg.get("scheduler") or {}):
+            raise ValueError(
+                f"model.scheduler={sched_cfg} names no scheduler (model.scheduler.scheduler._target_); "
+                "choose one with model/scheduler=plateau|warmup, or remove it with ~model/scheduler"
+            )
         scheduler = instantiate(sched_cfg.pop("scheduler"))(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "name": "lr", **sched_cfg}}
 

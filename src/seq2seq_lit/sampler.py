@@ -17,7 +17,8 @@ class BucketBatchSampler(Sampler[list[int]]):
     (sentences x longest side, padding included) and at most ``batch_size`` sentences; the batches are
     then shuffled. The order depends only on ``seed`` and the epoch, which changes through ``set_epoch``
     (as with DistributedSampler; Lightning calls it each epoch). Under distributed training each rank
-    takes every ``num_replicas``-th batch; batches are repeated at the end so all ranks get the same count.
+    takes every ``num_replicas``-th batch; when shuffling (training) batches are repeated at the end so all
+    ranks get the same count, otherwise (evaluation) every example is seen exactly once.
     """
 
     def __init__(
@@ -44,15 +45,12 @@ class BucketBatchSampler(Sampler[list[int]]):
             )
         self.max_tokens, self.batch_size = max_tokens, batch_size
         self.shuffle, self.pool_size, self.seed = shuffle, pool_size, seed
-        if num_replicas is None:
-            num_replicas = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-        if rank is None:
-            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        self.num_replicas, self.rank = num_replicas, rank
+        # None: read from torch.distributed when batches are made (the process group may start later).
+        self._num_replicas, self._rank = num_replicas, rank
         self.epoch = 0
         self._resume_from = 0  # batches of the current epoch already consumed before a restart
         self._yielded = 0
-        self._cache: tuple[int, list[list[int]]] | None = None
+        self._cache: tuple[tuple[int, int, int], list[list[int]]] | None = None
         # Lightning calls set_epoch on ``dataloader.batch_sampler.sampler`` only.
         self.sampler = self
 
@@ -61,9 +59,22 @@ class BucketBatchSampler(Sampler[list[int]]):
             self._resume_from = 0
         self.epoch = epoch
 
+    @property
+    def num_replicas(self) -> int:
+        if self._num_replicas is not None:
+            return self._num_replicas
+        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+    @property
+    def rank(self) -> int:
+        if self._rank is not None:
+            return self._rank
+        return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
     def _batches(self) -> list[list[int]]:
-        if self._cache is None or self._cache[0] != self.epoch:
-            self._cache = (self.epoch, self._make_batches())
+        key = (self.epoch, self.num_replicas, self.rank)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._make_batches())
         return self._cache[1]
 
     def _make_batches(self) -> list[list[int]]:
@@ -79,8 +90,10 @@ class BucketBatchSampler(Sampler[list[int]]):
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         if self.num_replicas > 1:
-            per_rank = -(-len(batches) // self.num_replicas)
-            batches += batches[: per_rank * self.num_replicas - len(batches)]
+            if self.shuffle:  # training: every rank needs the same number of steps for gradient sync
+                per_rank = -(-len(batches) // self.num_replicas)
+                batches += batches[: per_rank * self.num_replicas - len(batches)]
+            # Evaluation shards without repeats, so synced corpus metrics count every sentence once.
             batches = batches[self.rank :: self.num_replicas]
         return batches
 

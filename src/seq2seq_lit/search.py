@@ -46,42 +46,46 @@ def greedy_search(
     model, src: torch.Tensor, src_lengths: torch.Tensor, max_len_a: float = 1.5, max_len_b: int = 10,
     alpha: float = 0.0, return_attention: bool = False,
 ) -> SearchResult:  # fmt: skip
-    """Pick the most probable token at every step until EOS or the length limit."""
-    batch = src.size(0)
+    """Pick the most probable token at every step until EOS or the length limit.
+
+    Finished sentences leave the batch, so the decoder only runs on the ones still going.
+    """
+    batch, device = src.size(0), src.device
     memory, state = model.encode(src, src_lengths)
-    limit = max_lengths(src_lengths, max_len_a, max_len_b).to(src.device)
+    limit = max_lengths(src_lengths, max_len_a, max_len_b).to(device)
     max_len = int(limit.max())
-    y = src.new_full((batch, 1), BOS_ID)
     tokens = src.new_full((batch, max_len), PAD_ID)
-    log_prob = torch.zeros(batch, device=src.device)
+    log_prob = torch.zeros(batch, device=device)
     lengths = limit.clone()
-    finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
-    attention = []
+    attention = torch.zeros(batch, max_len, src.size(1), device=device) if return_attention else None
+    active = torch.arange(batch, device=device)  # rows of the original batch still decoding
+    y = src.new_full((batch, 1), BOS_ID)
     for t in range(max_len):
         step_lp, attn, state = model.decode(y, memory, state)
         lp = step_lp[:, -1]
-        # |lp| = (batch_size, vocab_size)
-        forced = (t + 1 >= limit).unsqueeze(1) & (torch.arange(lp.size(1), device=lp.device) != EOS_ID)
+        # |lp| = (n_active, vocab_size)
+        forced = (t + 1 >= limit[active]).unsqueeze(1) & (torch.arange(lp.size(1), device=device) != EOS_ID)
         best, token = lp.masked_fill(forced, float("-inf")).max(dim=-1)
-        token = token.masked_fill(finished, PAD_ID)
-        log_prob += best.masked_fill(finished, 0.0)
-        tokens[:, t] = token
-        ended = ~finished & (token == EOS_ID)
-        lengths = torch.where(ended, t + 1, lengths)
-        finished |= ended
+        tokens[active, t] = token
+        log_prob[active] += best
         if return_attention:
-            attention.append(attn[:, -1])
+            attention[active, t] = attn[:, -1]
+        ended = token == EOS_ID
+        if bool(ended.any()):
+            lengths[active[ended]] = t + 1
+            keep = (~ended).nonzero().squeeze(1)
+            if keep.numel() == 0:
+                break
+            active, token = active[keep], token[keep]
+            memory, state = memory.index_select(keep), reorder_state(state, keep)
         y = token.unsqueeze(1)
-        if bool(finished.all()):
-            break
-    steps = t + 1
-    attn_out = torch.stack(attention, 1).unsqueeze(1) if return_attention else None
+    used = int(lengths.max())
     return SearchResult(
-        tokens[:, :steps].unsqueeze(1),
+        tokens[:, :used].unsqueeze(1),
         lengths.unsqueeze(1),
         (log_prob / length_penalty(lengths.float(), alpha)).unsqueeze(1),
         log_prob.unsqueeze(1),
-        attn_out,
+        attention[:, :used].unsqueeze(1) if return_attention else None,
     )
 
 

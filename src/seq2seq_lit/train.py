@@ -6,15 +6,17 @@ Config (conf/train.yaml) -> DataModule (datamodule.py) -> TranslationModule (mod
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq_lit.config import register_configs, validate_model_args
+from seq2seq_lit.config import register_configs, validate_data_args, validate_model_args
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -33,6 +35,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit (and optionally test) a model; return the final metrics and the objects built."""
     m = cfg.model
     validate_model_args(m.hidden_size, m.n_layers, m.dropout, m.rnn, m.word_vec_size, m.tie_embeddings)
+    validate_data_args(cfg.data)
 
     import lightning as L
     from hydra.utils import instantiate
@@ -42,6 +45,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         logging.getLogger("lightning").handlers.clear()
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+    _share_cpu_threads()
 
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -70,17 +74,50 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     for logger in loggers:
         logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
 
+    summary = {"status": "failed", "params": sum(p.numel() for p in model.parameters()), "metrics": {}}
+    start = time.time()
     try:
         if cfg.get("train"):
-            trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        checkpoint = trainer.checkpoint_callback
+        if checkpoint is not None and checkpoint.best_model_score is not None:
+            summary["best"] = {
+                checkpoint.monitor: float(checkpoint.best_model_score),
+                "path": checkpoint.best_model_path,
+            }
         if cfg.get("test") and datamodule.test_names:
-            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            best = checkpoint.best_model_path if checkpoint else ""
             trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        summary.update(status="finished", metrics=metrics)
+    except BaseException as err:
+        summary["error"] = f"{type(err).__name__}: {err}"
+        raise
     finally:
+        summary["wall_time_s"] = round(time.time() - start, 1)
+        (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         _finish_wandb()
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
+
+
+def _share_cpu_threads() -> None:
+    """Under the joblib launcher, give each of the parallel jobs its share of the CPU threads."""
+    import os
+
+    import torch
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    launcher = HydraConfig.get().launcher
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return
+    cpus = os.cpu_count() or 1
+    n_jobs = launcher.get("n_jobs", -1)
+    parallel = cpus if n_jobs in (None, -1) else min(cpus, abs(n_jobs))
+    torch.set_num_threads(max(1, cpus // parallel))
+    log.info("joblib launcher: %d parallel jobs, %d threads each", parallel, torch.get_num_threads())
 
 
 def _finish_wandb() -> None:

@@ -34,7 +34,9 @@ def read_chunks(stream, size: int) -> Iterator[tuple[int, list[str]]]:
 def run(cfg: DictConfig, stdin, stdout) -> None:
     from seq2seq_lit.translator import DecodingConfig, Translator
 
-    decoding = DecodingConfig(cfg.beam_size, cfg.n_best, cfg.alpha, cfg.max_len_a, cfg.max_len_b, cfg.max_tokens)
+    decoding = DecodingConfig(
+        cfg.beam_size, cfg.n_best, cfg.alpha, cfg.max_len_a, cfg.max_len_b, cfg.max_tokens, cfg.bf16
+    )
     decoding.check()
     translator = Translator.from_checkpoint(cfg.ckpt_path, cfg.device)
     interactive = cfg.interactive if cfg.interactive is not None else stdin.isatty()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seq2seq_lit.datamodule import collate
+from seq2seq_lit.collate import collate
+from seq2seq_lit.model import Seq2Seq
 from seq2seq_lit.sampler import BucketBatchSampler
 from seq2seq_lit.search import SearchResult, beam_search, greedy_search
+from seq2seq_lit.tokenizer import Tokenizer
 from seq2seq_lit.vocab import PAD_ID
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,7 @@ class DecodingConfig:
     max_len_a: float = 1.5
     max_len_b: int = 10
     max_tokens: int = 4096
+    bf16: bool = False  # run the decoder under bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)
 
     def check(self) -> None:
         if self.beam_size < 1:
@@ -43,11 +47,14 @@ class DecodingConfig:
 
 def search(model, src: torch.Tensor, src_lengths: torch.Tensor, cfg: DecodingConfig, attention: bool = False):
     """Greedy when ``beam_size`` is 1 and one hypothesis is wanted, beam search otherwise."""
-    if cfg.beam_size == 1:
-        return greedy_search(model, src, src_lengths, cfg.max_len_a, cfg.max_len_b, cfg.alpha, attention)
-    return beam_search(
-        model, src, src_lengths, cfg.beam_size, cfg.n_best, cfg.alpha, cfg.max_len_a, cfg.max_len_b, attention
-    )
+    with torch.autocast(src.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        if cfg.beam_size == 1:
+            found = greedy_search(model, src, src_lengths, cfg.max_len_a, cfg.max_len_b, cfg.alpha, attention)
+        else:
+            found = beam_search(
+                model, src, src_lengths, cfg.beam_size, cfg.n_best, cfg.alpha, cfg.max_len_a, cfg.max_len_b, attention
+            )
+    return found
 
 
 class Translator:
@@ -60,10 +67,8 @@ class Translator:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Translator:
         """Everything comes from the checkpoint: weights, tokenizers, the length limit."""
-        module = load_module(path, device)
-        return cls(
-            module.model, module.src_tokenizer, module.tgt_tokenizer, (module.hparams.data or {}).get("max_length")
-        )
+        ckpt = load_checkpoint(path, device)
+        return cls(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, ckpt.data.get("max_length"))
 
     def encode(self, lines: list[str], first_line: int = 1) -> list[np.ndarray]:
         """SentencePiece ids per line, truncated to ``max_length`` with a warning naming the line."""
@@ -144,19 +149,38 @@ def sentence_log_probs(log_probs: torch.Tensor, target: torch.Tensor) -> torch.T
     return (picked * (target != PAD_ID)).sum(dim=1)
 
 
-def load_module(path: str | Path, device: str = "cpu"):
-    """Load a TranslationModule with ``weights_only=True``; errors name the file."""
-    from seq2seq_lit.module import TranslationModule
+@dataclass
+class Checkpoint:
+    model: Seq2Seq
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+    hparams: dict
 
+    @property
+    def data(self) -> dict:
+        return self.hparams.get("data") or {}
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
+    """Rebuild the Seq2Seq model and tokenizers from a training checkpoint (``weights_only=True``).
+
+    Needs neither Lightning nor the training config, so translation starts fast.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={path}: no such checkpoint file")
     try:
-        module = TranslationModule.load_from_checkpoint(path, map_location=device, weights_only=True)
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        hparams, weights, toks = ckpt["hyper_parameters"], ckpt["state_dict"], ckpt["tokenizers"]
     except Exception as err:  # torch raises many types for truncated or foreign files
         raise ValueError(
             f"ckpt_path={path}: not a readable seq2seq_lit checkpoint ({type(err).__name__}: {err})"
         ) from None
-    if module.src_tokenizer is None:
-        raise ValueError(f"ckpt_path={path}: the checkpoint has no embedded tokenizers")
-    return module.eval()
+    args = {k: hparams[k] for k in inspect.signature(Seq2Seq).parameters if k in hparams}
+    model = Seq2Seq(**args).to(device)
+    try:
+        model.load_state_dict({k.removeprefix("model."): v for k, v in weights.items() if k.startswith("model.")})
+    except RuntimeError as err:
+        raise ValueError(f"ckpt_path={path}: weights do not match the model configuration it records ({err})") from None
+    src, tgt = (Tokenizer(toks[side].numpy().tobytes()) for side in ("src", "tgt"))
+    return Checkpoint(model.eval(), src, tgt, hparams)

@@ -1,0 +1,235 @@
+"""Benchmark harness: ``python benchmarks/bench.py [--quick] [--json PATH] [--ckpt PATH]``.
+
+Measures, in one process, on real Multi30k en->de batches with the reference configuration
+(word_vec_size=256, hidden_size=512, n_layers=2, BPE 8000 per side, 64-sentence batches): training
+throughput through the Lightning Trainer (fp32, bf16-mixed) and in a bare PyTorch loop, decoding speed,
+padding efficiency, peak RSS, the machine's matmul ceilings and model-FLOPs utilisation, and the start-up
+time of ``python -m seq2seq_lit.train --help``. Prints a Markdown table; writes JSON with --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+REF = {"word_vec_size": 256, "hidden_size": 512, "n_layers": 2, "dropout": 0.3, "vocab_size": 8000, "batch_size": 64}
+TARGETS = {
+    "train_tok_s_fp32": (">=", 2000),
+    "bf16_speedup": (">=", 1.6),
+    "greedy_sent_s": (">=", 800),
+    "beam5_sent_s": (">=", 300),
+    "lightning_overhead": ("<=", 0.03),
+    "padding_efficiency": (">=", 0.95),
+    "help_s": ("<=", 2.0),
+    "peak_rss_mb": ("<=", 2048),
+}
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def train_flops(batch: dict, vocab: int, wvs: int, hs: int, layers: int) -> float:
+    """Forward + backward FLOPs of one batch (3x the forward matmul FLOPs), counted from the real lengths."""
+    src_tokens = float(batch["src_lengths"].sum())
+    tgt_tokens = float((batch["tgt"][:, 1:] != 0).sum())
+    src_len = batch["src"].size(1)
+    half = hs // 2
+    enc = sum(2 * 2 * 4 * half * ((wvs if layer == 0 else hs) + half) for layer in range(layers)) * src_tokens
+    keys = 2 * hs * hs * src_tokens
+    dec_rnn = sum(2 * 4 * hs * ((wvs + hs if layer == 0 else hs) + hs) for layer in range(layers))
+    dec = (dec_rnn + 2 * 2 * src_len * hs + 2 * 2 * hs * hs + 2 * hs * vocab) * tgt_tokens
+    return 3 * (enc + keys + dec)
+
+
+def target_tokens(batch: dict) -> int:
+    return int((batch["tgt"][:, 1:] != 0).sum())
+
+
+def lightning_throughput(dm, batches: list, precision: str, steps: int) -> tuple[float, float]:
+    """Median target tokens/s per step, and the median step time, through the real Trainer."""
+    import lightning as L
+
+    from seq2seq_lit.module import TranslationModule
+
+    class Timer(L.Callback):
+        def __init__(self) -> None:
+            self.rates: list[float] = []
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+            self.t = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            self.rates.append(target_tokens(batch) / (time.perf_counter() - self.t))
+
+    torch.manual_seed(0)
+    module = TranslationModule(
+        len(dm.src_tokenizer), len(dm.tgt_tokenizer), REF["word_vec_size"], REF["hidden_size"], REF["n_layers"],
+        REF["dropout"], decoding={"val_bleu": False},
+    )  # fmt: skip
+    timer = Timer()
+    trainer = L.Trainer(
+        max_steps=steps, precision=precision, gradient_clip_val=5.0, limit_val_batches=0, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
+        accelerator="cpu", devices=1,
+    )  # fmt: skip
+    trainer.fit(module, train_dataloaders=batches)
+    return statistics.median(timer.rates[3:]), statistics.median(1 / r for r in timer.rates[3:])
+
+
+def bare_throughput(dm, batches: list, steps: int) -> float:
+    """The same model, batches, optimizer and clipping in a plain PyTorch loop."""
+    from seq2seq_lit.model import Seq2Seq
+    from seq2seq_lit.module import masked_nll
+
+    torch.manual_seed(0)
+    model = Seq2Seq(len(dm.src_tokenizer), len(dm.tgt_tokenizer), REF["word_vec_size"], REF["hidden_size"],
+                    REF["n_layers"], REF["dropout"])  # fmt: skip
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    rates = []
+    for batch in batches[:steps]:
+        t = time.perf_counter()
+        log_probs = model(batch["src"], batch["src_lengths"], batch["tgt"][:, :-1])
+        loss_sum, _, n = masked_nll(log_probs, batch["tgt"][:, 1:])
+        (loss_sum / n).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        opt.zero_grad()
+        rates.append(target_tokens(batch) / (time.perf_counter() - t))
+    return statistics.median(rates[3:])
+
+
+def decoding_speed(translator, sentences: list[str], beam: int, bf16: bool = False) -> float:
+    from seq2seq_lit.translator import DecodingConfig
+
+    cfg = DecodingConfig(beam_size=beam, max_tokens=4096, bf16=bf16)
+    translator.translate(sentences[:64], cfg)  # warm-up
+    runs = []
+    for _ in range(2):
+        t = time.perf_counter()
+        translator.translate(sentences, cfg)
+        runs.append(len(sentences) / (time.perf_counter() - t))
+    return statistics.median(runs)
+
+
+def help_seconds() -> float:
+    runs = []
+    for _ in range(3):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "seq2seq_lit.train", "--help"], check=True, capture_output=True)
+        runs.append(time.perf_counter() - t)
+    return statistics.median(runs)
+
+
+def newest_recipe_checkpoint() -> Path | None:
+    found = sorted(ROOT.glob("logs/multi30k_en_de/runs/*/checkpoints/epoch_*.ckpt"), key=os.path.getmtime)
+    return found[-1] if found else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps and sentences (under two minutes)")
+    parser.add_argument("--json", type=Path, help="write the figures as JSON here")
+    parser.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("SEQ2SEQ_LIT_TEST_DATA", ROOT.parent / "shared/data/multi30k"))
+    )
+    parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "seq2seq_lit")
+    parser.add_argument(
+        "--ckpt", type=Path, help="trained checkpoint for the decoding figures (default: newest recipe run)"
+    )
+    args = parser.parse_args()
+
+    from seq2seq_lit.datamodule import Multi30kDataModule
+    from seq2seq_lit.sampler import BucketBatchSampler
+    from seq2seq_lit.translator import Translator
+
+    steps = 15 if args.quick else 40
+    dm = Multi30kDataModule(
+        root=str(args.data), cache_dir=str(args.cache), vocab_size=REF["vocab_size"], spm_model_type="bpe",
+        max_tokens=None, batch_size=REF["batch_size"], download=False,
+    )  # fmt: skip
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    batches = [b for _, b in zip(range(steps), loader)]
+    res: dict[str, float | str] = {}
+
+    src, tgt = dm.datasets["train"].lengths()
+    sampler = BucketBatchSampler(src, tgt, max_tokens=None, batch_size=REF["batch_size"], seed=0)
+    real = sum(int(src[b].sum() + tgt[b].sum()) for b in sampler)
+    positions = sum(len(b) * int(src[b].max() + tgt[b].max()) for b in sampler)
+    res["padding_efficiency"] = real / positions
+
+    res["matmul_gflops_fp32"] = matmul_gflops(torch.float32)
+    res["matmul_gflops_bf16"] = matmul_gflops(torch.bfloat16)
+    res["train_tok_s_fp32"], _ = lightning_throughput(dm, batches, "32-true", steps)
+    res["train_tok_s_bare_fp32"] = bare_throughput(dm, batches, steps)
+    res["lightning_overhead"] = 1 - res["train_tok_s_fp32"] / res["train_tok_s_bare_fp32"]
+    res["train_tok_s_bf16"], _ = lightning_throughput(dm, batches, "bf16-mixed", steps)
+    res["bf16_speedup"] = res["train_tok_s_bf16"] / res["train_tok_s_fp32"]
+    dims = (len(dm.tgt_tokenizer), REF["word_vec_size"], REF["hidden_size"], REF["n_layers"])
+    flops_per_tok = statistics.median(train_flops(b, *dims) / target_tokens(b) for b in batches)
+    res["train_flops_per_tgt_token"] = flops_per_tok
+    res["mfu_fp32"] = res["train_tok_s_fp32"] * flops_per_tok / (res["matmul_gflops_fp32"] * 1e9)
+    res["mfu_bf16"] = res["train_tok_s_bf16"] * flops_per_tok / (res["matmul_gflops_bf16"] * 1e9)
+
+    ckpt = args.ckpt or newest_recipe_checkpoint()
+    test_src = dm.raw["test_2016_flickr"].src[: 300 if args.quick else 1000]
+    if ckpt is not None:
+        translator = Translator.from_checkpoint(ckpt)
+        res["decoding_model"] = str(ckpt.relative_to(ROOT) if ckpt.is_relative_to(ROOT) else ckpt)
+    else:  # an untrained model runs every output to the length limit: a pessimistic figure
+        from seq2seq_lit.model import Seq2Seq
+
+        model = Seq2Seq(len(dm.src_tokenizer), len(dm.tgt_tokenizer), REF["word_vec_size"], REF["hidden_size"],
+                        REF["n_layers"], 0.0).eval()  # fmt: skip
+        translator = Translator(model, dm.src_tokenizer, dm.tgt_tokenizer, 100)
+        res["decoding_model"] = "untrained reference model (outputs run to the length limit)"
+    res["greedy_sent_s"] = decoding_speed(translator, test_src, 1)
+    res["beam5_sent_s"] = decoding_speed(translator, test_src, 5)
+    res["greedy_sent_s_bf16"] = decoding_speed(translator, test_src, 1, bf16=True)
+    res["beam5_sent_s_bf16"] = decoding_speed(translator, test_src, 5, bf16=True)
+    res["help_s"] = help_seconds()
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cpu = platform.processor() or platform.machine()
+    res["machine"] = f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    res["quick"] = args.quick
+
+    print("| figure | value | target |\n| --- | --- | --- |")
+    for key, value in res.items():
+        target = TARGETS.get(key)
+        shown = (
+            f"{value:,.3f}"
+            if isinstance(value, float) and abs(value) < 10
+            else (f"{value:,.0f}" if isinstance(value, float) else str(value))
+        )
+        met = ""
+        if target:
+            op, bound = target
+            met = f"{op} {bound} " + ("(met)" if (value >= bound if op == ">=" else value <= bound) else "(not met)")
+        print(f"| {key} | {shown} | {met} |")
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Distributed data parallel on two CPU processes (gloo): sharded batches, synced metrics, one run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def test_ddp_cpu_shards_batches_and_syncs_val_ppl(tmp_path: Path, multi30k_root: Path, cache_dir: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [
+        "experiment=tiny", "trainer=ddp_cpu", "logger=default", "~callbacks.rich_progress_bar",
+        f"data.root={multi30k_root}", "trainer.limit_train_batches=4", "trainer.max_epochs=1",
+        "trainer.num_sanity_val_steps=0", "model.decoding.val_bleu=false", "test=false", f"hydra.run.dir={run_dir}",
+    ]  # fmt: skip
+    env = {**os.environ, "SEQ2SEQ_LIT_CACHE": str(cache_dir), "WANDB_MODE": "offline"}
+    result = subprocess.run(
+        [sys.executable, "-m", "seq2seq_lit.train", *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    # Each rank built its own shard of the training batches.
+    shards = dict(
+        re.findall(r"training batches for rank (\d) of 2: \d+, the first holding examples (\[[^\]]*\])", output)
+    )
+    assert set(shards) == {"0", "1"} and shards["0"] != shards["1"], output[-3000:]
+    # One run directory, one W&B run, one metrics file.
+    assert [p.name for p in (tmp_path).iterdir() if p.is_dir()] == ["run"]
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        logged = [float(r["val/ppl"]) for r in csv.DictReader(f) if r.get("val/ppl")]
+    assert len(logged) == 1
+
+    # The logged val/ppl is the whole validation set's, not rank 0's half.
+    from seq2seq_lit.datamodule import Multi30kDataModule
+    from seq2seq_lit.module import TranslationModule
+
+    module = TranslationModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=True).eval()
+    data = module.hparams.data
+    dm = Multi30kDataModule(
+        root=str(multi30k_root), cache_dir=str(cache_dir), vocab_size=data["vocab_size"],
+        spm_model_type=data["spm_model_type"], max_tokens=data["max_tokens"], max_length=data["max_length"],
+    )  # fmt: skip
+    dm.setup()
+    with torch.no_grad():
+        for batch in dm.val_dataloader():
+            module.shared_step(batch, "val")
+    assert module.ppl["val_"].compute().item() == pytest.approx(logged[0], rel=1e-4)
