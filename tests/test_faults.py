@@ -29,21 +29,24 @@ def test_nonfinite_losses_are_skipped_then_stop_training(tmp_path: Path, multi30
     monkeypatch.setattr(TranslationModule, "forward", poisoned)
     overrides = [
         *TINY, "trainer.limit_train_batches=30", "trainer.limit_val_batches=1", "model.max_nonfinite_steps=3",
-        "callbacks.model_checkpoint.monitor=null", "+callbacks.model_checkpoint.every_n_train_steps=2",
+        "callbacks.model_checkpoint.monitor=null", "callbacks.model_checkpoint.save_top_k=-1",
+        "callbacks.model_checkpoint.filename='step_{step}'", "+callbacks.model_checkpoint.every_n_train_steps=2",
     ]  # fmt: skip
     cfg = compose_train(tmp_path, multi30k_root, cache_dir, overrides)
+    # Steps 2, 3 and 4 are non-finite (Lightning still counts a skipped step in global_step).
     with pytest.raises(
-        FloatingPointError, match=r"3 consecutive non-finite losses, the last at step 2 .*max_nonfinite"
+        FloatingPointError, match=r"3 consecutive non-finite losses, the last at step 4 .*max_nonfinite"
     ):
         train(cfg)
-    # The checkpoint of the last good step is intact and its weights are finite.
-    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["global_step"] == 2
-    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
-    # Skipped steps did not touch the weights: the interrupted checkpoint holds the same ones.
-    interrupted = torch.load(tmp_path / "run" / "checkpoints" / "interrupted.ckpt", weights_only=True)
-    for key, value in ckpt["state_dict"].items():
-        torch.testing.assert_close(interrupted["state_dict"][key], value)
+    ckpts = tmp_path / "run" / "checkpoints"
+    good = torch.load(ckpts / "step_2.ckpt", weights_only=True)
+    assert good["global_step"] == 2
+    assert all(torch.isfinite(v).all() for v in good["state_dict"].values() if v.is_floating_point())
+    # Skipped steps did not touch the weights: later checkpoints hold exactly the last good ones.
+    for later in ("step_4.ckpt", "interrupted.ckpt"):
+        state = torch.load(ckpts / later, weights_only=True)["state_dict"]
+        for key, value in good["state_dict"].items():
+            torch.testing.assert_close(state[key], value)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -72,8 +72,15 @@ def test_joblib_launcher_runs_jobs_in_parallel_sharing_threads(tmp_path: Path, m
 
 
 def test_submitit_slurm_launcher_composes(tmp_path: Path, cache_dir) -> None:
-    result = run(["-m", "hydra/launcher=submitit_slurm", "--cfg", "hydra", "--package", "hydra.launcher"], tmp_path,
-                 cache_dir)  # fmt: skip
+    args = [
+        "hydra/launcher=submitit_slurm",
+        "hydra.launcher.partition=gpu",
+        "--cfg",
+        "hydra",
+        "--package",
+        "hydra.launcher",
+    ]
+    result = run(args, tmp_path, cache_dir)
     assert result.returncode == 0, result.stderr[-3000:]
-    launcher = yaml.safe_load(result.stdout)["hydra"]["launcher"]
-    assert launcher["_target_"].endswith("SlurmLauncher") and "partition" in launcher
+    launcher = yaml.safe_load(result.stdout)
+    assert launcher["_target_"].endswith("SlurmLauncher") and launcher["partition"] == "gpu"

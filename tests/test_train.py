@@ -174,6 +174,8 @@ def test_overfit_a_few_sentences(tmp_path: Path, multi30k_root: Path, cache_dir:
             "model.hidden_size=128",
             "model.word_vec_size=64",
             "model.optimizer.lr=0.005",
+            "model.decoding.val_bleu=false",
+            "model.decoding.attention_plots=0",
         ],
     )
     metrics, _ = train(cfg)

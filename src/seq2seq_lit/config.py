@@ -144,19 +144,31 @@ class TrainConfig:
 
 
 @dataclass
-class TranslateConfig:
-    ckpt_path: str = MISSING
+class DecodingConfig:
+    """Search settings for translating: shared by the Translator and the translate/evaluate commands."""
+
     beam_size: int = 5
     n_best: int = 1
     alpha: float = 0.6
     max_len_a: float = 1.5
     max_len_b: int = 10
     max_tokens: int = 4096
+    bf16: bool = False  # run the decoder under bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)
+
+    def check(self) -> None:
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size={self.beam_size} must be >= 1")
+        if not 1 <= self.n_best <= self.beam_size:
+            raise ValueError(f"n_best={self.n_best} must be between 1 and beam_size={self.beam_size}")
+
+
+@dataclass
+class TranslateConfig(DecodingConfig):
+    ckpt_path: str = MISSING
     chunk_lines: int = 2000
     interactive: bool | None = None
     score: bool = False
     device: str = "cpu"
-    bf16: bool = False
 
 
 @dataclass
@@ -169,17 +181,11 @@ class EvaluateData:
 
 
 @dataclass
-class EvaluateConfig:
+class EvaluateConfig(DecodingConfig):
     ckpt_path: str = MISSING
     split: str = "test_2016_flickr"
     data: EvaluateData = field(default_factory=EvaluateData)
-    beam_size: int = 5
-    alpha: float = 0.6
-    max_len_a: float = 1.5
-    max_len_b: int = 10
-    max_tokens: int = 4096
     device: str = "cpu"
-    bf16: bool = False
     output_dir: str = MISSING
 
 

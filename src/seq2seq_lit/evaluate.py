@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from seq2seq_lit.config import register_configs
 
@@ -36,9 +37,10 @@ def source_and_reference(cfg: DictConfig, hp_data: dict) -> tuple[Path, Path]:
 def evaluate(cfg: DictConfig) -> dict:
     from seq2seq_lit.corpus import read_parallel
     from seq2seq_lit.scoring import score_corpus, write_report
-    from seq2seq_lit.translator import DecodingConfig, Translator, load_checkpoint
+    from seq2seq_lit.translator import Translator, load_checkpoint
 
-    decoding = DecodingConfig(cfg.beam_size, 1, cfg.alpha, cfg.max_len_a, cfg.max_len_b, cfg.max_tokens, cfg.bf16)
+    decoding = OmegaConf.to_object(cfg)  # an EvaluateConfig, which is a DecodingConfig
+    decoding.n_best = 1
     decoding.check()
     ckpt = load_checkpoint(cfg.ckpt_path, cfg.device)
     data_hp = ckpt.data
@@ -69,7 +71,7 @@ def evaluate(cfg: DictConfig) -> dict:
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, MissingMandatoryValue) as err:
         sys.exit(f"error: {err}")
 
 

@@ -15,11 +15,11 @@ from hydra.utils import instantiate
 from torchmetrics import MeanMetric
 from torchmetrics.text import SacreBLEUScore
 
-from seq2seq_lit.config import DecodingSettings
+from seq2seq_lit.config import DecodingConfig, DecodingSettings
 from seq2seq_lit.metrics import CorpusPerplexity
 from seq2seq_lit.model import Seq2Seq
 from seq2seq_lit.tokenizer import Tokenizer
-from seq2seq_lit.translator import DecodingConfig, search
+from seq2seq_lit.translator import search
 from seq2seq_lit.vocab import PAD_ID
 
 log = logging.getLogger(__name__)

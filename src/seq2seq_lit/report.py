@@ -55,11 +55,7 @@ def plot_run(run_dir: Path, out_dir: Path) -> list[Path]:
         ax.set_xlabel("step")
         ax.set_title(f"{run_dir.name}: {quantity}")
         ax.legend()
-        fig.tight_layout()
-        path = out_dir / f"{quantity}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out_dir / f"{quantity}.png"))
     return written
 
 
@@ -126,12 +122,17 @@ def sweep_report(sweep_dir: Path, out_dir: Path) -> list[Path]:
         ax.set_xticks(range(len(xs)), xs)
         ax.set_xlabel(key)
         ax.set_ylabel(metric)
-        fig.tight_layout()
-        path = out_dir / f"{metric.replace('/', '_')}_vs_{key.replace('/', '_')}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out_dir / f"{metric.replace('/', '_')}_vs_{key.replace('/', '_')}.png"))
     return written
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _job_key(path: Path) -> tuple:

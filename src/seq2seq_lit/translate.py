@@ -7,7 +7,8 @@ import sys
 from collections.abc import Iterator
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from seq2seq_lit.config import register_configs
 
@@ -32,11 +33,9 @@ def read_chunks(stream, size: int) -> Iterator[tuple[int, list[str]]]:
 
 
 def run(cfg: DictConfig, stdin, stdout) -> None:
-    from seq2seq_lit.translator import DecodingConfig, Translator
+    from seq2seq_lit.translator import Translator
 
-    decoding = DecodingConfig(
-        cfg.beam_size, cfg.n_best, cfg.alpha, cfg.max_len_a, cfg.max_len_b, cfg.max_tokens, cfg.bf16
-    )
+    decoding = OmegaConf.to_object(cfg)  # a TranslateConfig, which is a DecodingConfig
     decoding.check()
     translator = Translator.from_checkpoint(cfg.ckpt_path, cfg.device)
     interactive = cfg.interactive if cfg.interactive is not None else stdin.isatty()
@@ -64,7 +63,7 @@ def main(cfg: DictConfig) -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="[%(levelname)s] %(message)s")
     try:
         run(cfg, sys.stdin.buffer, sys.stdout)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, MissingMandatoryValue) as err:
         sys.exit(f"error: {err}")
 
 

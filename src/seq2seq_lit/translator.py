@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from seq2seq_lit.collate import collate
+from seq2seq_lit.config import DecodingConfig
 from seq2seq_lit.model import Seq2Seq
 from seq2seq_lit.sampler import BucketBatchSampler
 from seq2seq_lit.search import SearchResult, beam_search, greedy_search
@@ -26,23 +27,6 @@ class Hypothesis:
     score: float  # log-probability / length penalty
     tokens: list[int]
     attention: torch.Tensor | None = None  # (tgt_len incl. EOS, src_len incl. EOS)
-
-
-@dataclass
-class DecodingConfig:
-    beam_size: int = 5
-    n_best: int = 1
-    alpha: float = 0.6
-    max_len_a: float = 1.5
-    max_len_b: int = 10
-    max_tokens: int = 4096
-    bf16: bool = False  # run the decoder under bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)
-
-    def check(self) -> None:
-        if self.beam_size < 1:
-            raise ValueError(f"beam_size={self.beam_size} must be >= 1")
-        if not 1 <= self.n_best <= self.beam_size:
-            raise ValueError(f"n_best={self.n_best} must be between 1 and beam_size={self.beam_size}")
 
 
 def search(model, src: torch.Tensor, src_lengths: torch.Tensor, cfg: DecodingConfig, attention: bool = False):
