@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -38,6 +39,13 @@ def test_optuna_search_records_a_failing_trial_and_goes_on(tmp_path: Path, multi
     failed = [h for h in hidden if "model.hidden_size=15" in h]
     assert failed and len(failed) < 4, hidden
     assert "Failed experiment" in result.stderr + result.stdout
+    for job in jobs:
+        summary = json.loads((job / "summary.json").read_text())
+        overrides = (job / ".hydra" / "overrides.yaml").read_text()
+        if "model.hidden_size=15" in overrides:
+            assert summary["status"] == "failed" and "model.hidden_size=15 must be an even number" in summary["error"]
+        else:
+            assert summary["status"] == "finished"
     best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
     assert best["best_params"]["model.hidden_size"] in (16, 32) and best["best_value"] > 1
 

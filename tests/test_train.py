@@ -220,6 +220,9 @@ def test_multirun_gives_each_job_its_own_directory_metrics_and_wandb_run(
         assert any(r.get("val/ppl") for r in read_metrics(job))
         (wandb_run,) = (job / "wandb").glob("offline-run-*")
         run_ids.add(wandb_run.name.rsplit("-", 1)[-1])
+        # Named after its overrides, grouped by sweep (the offline run file holds both strings).
+        record = next(wandb_run.glob("run-*.wandb")).read_bytes()
+        assert b"model.hidden_size=" in record and b"model.n_layers=" in record and b"train-sweep" in record
         assert (job / "checkpoints" / "last.ckpt").is_file()
     assert len(configs) == 4 and len(run_ids) == 4  # distinct configs, one W&B run each
 

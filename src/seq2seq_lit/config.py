@@ -212,10 +212,28 @@ def wandb_mode() -> str:
     return "online"
 
 
+def sweep_name() -> str | None:
+    """In a multirun, the sweep directory's name (W&B groups a sweep's runs by it); None otherwise."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return f"{HydraConfig.get().job.name}-{os.path.basename(HydraConfig.get().sweep.dir)}"
+
+
+def run_name() -> str | None:
+    """A run named after its command-line overrides (``model.hidden_size=256,model.n_layers=2``), if any."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return (HydraConfig.get().job.override_dirname or None) if HydraConfig.initialized() else None
+
+
 def register_configs() -> None:
-    """Put the schemas in Hydra's ConfigStore and register the ``wandb_mode`` resolver."""
-    if not OmegaConf.has_resolver("wandb_mode"):
-        OmegaConf.register_new_resolver("wandb_mode", wandb_mode)
+    """Put the schemas in Hydra's ConfigStore and register the resolvers the configs use."""
+    for name, fn in (("wandb_mode", wandb_mode), ("sweep_name", sweep_name), ("run_name", run_name)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="translate_schema", node=TranslateConfig)

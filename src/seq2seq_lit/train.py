@@ -32,7 +32,29 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    """Fit (and optionally test) a model; return the final metrics and the objects built."""
+    """Fit (and optionally test) a model; return the final metrics and the objects built.
+
+    ``summary.json`` in the run directory records the outcome (finished/failed), wall time, parameter
+    count and metrics, whatever happens.
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"status": "failed", "params": None, "metrics": {}}
+    start = time.time()
+    try:
+        metrics, objects = _train(cfg, summary)
+        summary.update(status="finished", metrics=metrics)
+        return metrics, objects
+    except BaseException as err:
+        summary["error"] = f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        summary["wall_time_s"] = round(time.time() - start, 1)
+        (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        _finish_wandb()
+
+
+def _train(cfg: DictConfig, summary: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
     m = cfg.model
     validate_model_args(m.hidden_size, m.n_layers, m.dropout, m.rnn, m.word_vec_size, m.tie_embeddings)
     validate_data_args(cfg.data)
@@ -48,7 +70,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     _share_cpu_threads()
 
     output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 
     log.info("Instantiating datamodule <%s>", cfg.data._target_)
@@ -74,30 +95,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     for logger in loggers:
         logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
 
-    summary = {"status": "failed", "params": sum(p.numel() for p in model.parameters()), "metrics": {}}
-    start = time.time()
-    try:
-        if cfg.get("train"):
-            trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        checkpoint = trainer.checkpoint_callback
-        if checkpoint is not None and checkpoint.best_model_score is not None:
-            summary["best"] = {
-                checkpoint.monitor: float(checkpoint.best_model_score),
-                "path": checkpoint.best_model_path,
-            }
-        if cfg.get("test") and datamodule.test_names:
-            best = checkpoint.best_model_path if checkpoint else ""
-            trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
-            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-        summary.update(status="finished", metrics=metrics)
-    except BaseException as err:
-        summary["error"] = f"{type(err).__name__}: {err}"
-        raise
-    finally:
-        summary["wall_time_s"] = round(time.time() - start, 1)
-        (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        _finish_wandb()
+    summary["params"] = sum(p.numel() for p in model.parameters())
+    if cfg.get("train"):
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None and checkpoint.best_model_score is not None:
+        summary["best"] = {checkpoint.monitor: float(checkpoint.best_model_score), "path": checkpoint.best_model_path}
+    if cfg.get("test") and datamodule.test_names:
+        best = checkpoint.best_model_path if checkpoint else ""
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
 
 
