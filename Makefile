@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-all bench lint format clean
+.PHONY: help install train test test-all bench notebook lint format clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,12 @@ test-all: $(STAMP) ## Run every test, the slow ones included
 
 bench: $(STAMP) ## Benchmark training and decoding speed (ARGS="--quick --json bench.json"); see BENCHMARKS.md
 	$(BIN)/python benchmarks/bench.py $(ARGS)
+
+notebook: $(STAMP) ## Re-run notebooks/01_walkthrough.ipynb in place, storing its outputs (MULTI30K=path to the data)
+	cd notebooks && ../$(BIN)/python -c "import nbformat; from nbclient import NotebookClient; \
+	nb = nbformat.read('01_walkthrough.ipynb', as_version=4); \
+	NotebookClient(nb, timeout=1800, kernel_name='python3').execute(); \
+	nbformat.write(nb, '01_walkthrough.ipynb')"
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check src tests benchmarks
