@@ -86,7 +86,7 @@ class TranslationDataModule(L.LightningDataModule):
         self.files: dict[str, tuple[Path, Path]] = {"train": _pair("data.train", train)}
         if val is not None:
             self.files["val"] = _pair("data.val", val)
-        if isinstance(test, (list, tuple)) or (test is not None and not hasattr(test, "items")):
+        if test is not None and not hasattr(test, "items"):  # one [SRC, TGT] pair rather than {name: pair}
             test = {"test": test}
         for name, pair in (test or {}).items():
             self.files[name] = _pair(f"data.test.{name}", pair)
