@@ -237,15 +237,12 @@ class TranslationModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.src_tokenizer is not None:
-            checkpoint["tokenizers"] = {
-                side: torch.frombuffer(bytearray(tok.proto), dtype=torch.uint8)
-                for side, tok in (("src", self.src_tokenizer), ("tgt", self.tgt_tokenizer))
-            }
+            checkpoint["tokenizers"] = {"src": self.src_tokenizer.as_tensor(), "tgt": self.tgt_tokenizer.as_tensor()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "tokenizers" in checkpoint:
             toks = checkpoint["tokenizers"]
-            self.set_tokenizers(Tokenizer(toks["src"].numpy().tobytes()), Tokenizer(toks["tgt"].numpy().tobytes()))
+            self.set_tokenizers(Tokenizer.from_tensor(toks["src"]), Tokenizer.from_tensor(toks["tgt"]))
 
 
 def _gather(items: list) -> list:

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import sentencepiece as spm
+import torch
 
 from seq2seq_lit.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
@@ -33,6 +34,14 @@ class Tokenizer:
 
     def __len__(self) -> int:
         return self.sp.get_piece_size()
+
+    def as_tensor(self) -> torch.Tensor:
+        """The model as a uint8 tensor: checkpoints hold tensors, so ``weights_only=True`` opens them."""
+        return torch.frombuffer(bytearray(self.proto), dtype=torch.uint8)
+
+    @classmethod
+    def from_tensor(cls, tensor: torch.Tensor) -> Tokenizer:
+        return cls(tensor.numpy().tobytes())
 
     def encode(self, sentences: list[str]) -> list[list[int]]:
         return self.sp.encode(sentences, out_type=int)

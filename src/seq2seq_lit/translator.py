@@ -166,5 +166,5 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
         model.load_state_dict({k.removeprefix("model."): v for k, v in weights.items() if k.startswith("model.")})
     except RuntimeError as err:
         raise ValueError(f"ckpt_path={path}: weights do not match the model configuration it records ({err})") from None
-    src, tgt = (Tokenizer(toks[side].numpy().tobytes()) for side in ("src", "tgt"))
+    src, tgt = Tokenizer.from_tensor(toks["src"]), Tokenizer.from_tensor(toks["tgt"])
     return Checkpoint(model.eval(), src, tgt, hparams)
