@@ -42,7 +42,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     summary: dict[str, Any] = {"status": "failed", "params": None, "metrics": {}}
     start = time.time()
     try:
-        metrics, objects = _train(cfg, summary)
+        metrics, objects = _train(cfg, output_dir, summary)
         summary.update(status="finished", metrics=metrics)
         return metrics, objects
     except BaseException as err:
@@ -54,7 +54,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         _finish_wandb()
 
 
-def _train(cfg: DictConfig, summary: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+def _train(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
     m = cfg.model
     validate_model_args(m.hidden_size, m.n_layers, m.dropout, m.rnn, m.word_vec_size, m.tie_embeddings)
     validate_data_args(cfg.data)
@@ -69,7 +69,6 @@ def _train(cfg: DictConfig, summary: dict[str, Any]) -> tuple[dict[str, float], 
         L.seed_everything(cfg.seed, workers=True)
     _share_cpu_threads()
 
-    output_dir = Path(cfg.paths.output_dir)
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 
     log.info("Instantiating datamodule <%s>", cfg.data._target_)
