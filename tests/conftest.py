@@ -67,18 +67,21 @@ def trained_ckpt(tmp_path_factory: pytest.TempPathFactory, multi30k_root: Path, 
     from seq2seq_lit.train import train
 
     tmp = tmp_path_factory.mktemp("trained")
-    overrides = [
-        "experiment=tiny",
-        "logger=csv",
-        "callbacks=model_checkpoint",
-        "model.hidden_size=128",
-        "model.word_vec_size=64",
-        "model.optimizer.lr=0.003",
-        "model.decoding.val_bleu=false",
-        "data.max_length=40",
-        "trainer.limit_train_batches=150",
-        "trainer.limit_val_batches=2",
-        "test=false",
-    ]
-    train(compose_train(tmp, multi30k_root, cache_dir, overrides))
+    train(compose_train(tmp, multi30k_root, cache_dir, TRAINED_OVERRIDES))
     return tmp / "run" / "checkpoints" / "last.ckpt"
+
+
+# The config of ``trained_ckpt``.
+TRAINED_OVERRIDES = [
+    "experiment=tiny",
+    "logger=csv",
+    "callbacks=model_checkpoint",
+    "model.hidden_size=128",
+    "model.word_vec_size=64",
+    "model.optimizer.lr=0.003",
+    "model.decoding.val_bleu=false",
+    "data.max_length=40",
+    "trainer.limit_train_batches=150",
+    "trainer.limit_val_batches=2",
+    "test=false",
+]

@@ -1,5 +1,6 @@
 """Every config composes and instantiates; bad keys and types fail before any work."""
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,9 @@ def test_logger_options_instantiate(option: str, tmp_path, multi30k_root, cache_
 def test_callback_options_instantiate(option: str, tmp_path, multi30k_root, cache_dir) -> None:
     cfg = compose_train(tmp_path, multi30k_root, cache_dir, [f"callbacks={option}"])
     callbacks = instantiate_group(cfg.callbacks)
-    assert len(callbacks) == {"default": 5, "none": 0}.get(option, 1)
+    assert len(callbacks) == {"default": 6, "none": 0}.get(option, 1)
+    if option == "periodic_checkpoint":
+        assert callbacks[0]._train_time_interval == datetime.timedelta(minutes=10)
 
 
 @pytest.mark.parametrize("option", options("trainer"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_train
+from conftest import TRAINED_OVERRIDES, compose_train
 
 from seq2seq_lit.module import TranslationModule
 from seq2seq_lit.train import train
@@ -50,7 +51,7 @@ def test_nonfinite_losses_are_skipped_then_stop_training(tmp_path: Path, multi30
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_saves_a_resumable_checkpoint(sig, tmp_path: Path, multi30k_root, cache_dir) -> None:
+def test_interrupt_saves_a_resumable_checkpoint(sig, tmp_path: Path, multi30k_root, cache_dir, tiny_datamodule) -> None:
     env = {**os.environ, "SEQ2SEQ_LIT_CACHE": str(cache_dir), "WANDB_MODE": "offline"}
     args = [*TINY, f"data.root={multi30k_root}", "trainer.max_epochs=50", f"hydra.run.dir={tmp_path / 'run'}"]
     proc = subprocess.Popen(
@@ -68,6 +69,12 @@ def test_interrupt_saves_a_resumable_checkpoint(sig, tmp_path: Path, multi30k_ro
     assert ckpt_path.is_file(), stderr[-3000:]
     ckpt = torch.load(ckpt_path, weights_only=True)
     assert ckpt["global_step"] > 0 and "tokenizers" in ckpt
+    # The saved place in the epoch is the steps taken in it, not the batches fetched (the one in flight when
+    # the signal came is trained again after the resume).
+    per_epoch = len(tiny_datamodule.train_sampler)
+    position = ckpt["Multi30kDataModule"]["train_sampler"]
+    assert position["epoch"] == ckpt["epoch"]
+    assert position["batches_yielded"] == ckpt["global_step"] - ckpt["epoch"] * per_epoch
     # Training resumes from it.
     steps = ckpt["global_step"] + 5
     resumed = [*TINY, f"data.root={multi30k_root}", f"ckpt_path={ckpt_path}", f"trainer.max_steps={steps}",
@@ -79,3 +86,117 @@ def test_interrupt_saves_a_resumable_checkpoint(sig, tmp_path: Path, multi30k_ro
     assert result.returncode == 0, result.stderr[-3000:]
     last = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == steps
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_sigkill_mid_epoch_then_ckpt_last_resumes_exactly(tmp_path: Path, multi30k_root, cache_dir) -> None:
+    """Kill a real run with SIGKILL mid-epoch, resume with ckpt_path=last: the same weights as never killed."""
+    env = {**os.environ, "SEQ2SEQ_LIT_CACHE": str(cache_dir), "WANDB_MODE": "offline"}
+    common = [
+        *TINY, f"data.root={multi30k_root}", "model.n_layers=2", "model.dropout=0.3", "trainer.max_epochs=2",
+        "trainer.limit_train_batches=40", "trainer.limit_val_batches=2", "trainer.log_every_n_steps=1",
+        "callbacks.periodic_checkpoint.every_n_train_steps=7", "callbacks.periodic_checkpoint.train_time_interval=null",
+    ]  # fmt: skip
+
+    def run(root: Path, *extra: str) -> subprocess.CompletedProcess:
+        args = [*common, f"paths.root_dir={root}", *extra]
+        cmd = [sys.executable, "-m", "seq2seq_lit.train", *args]
+        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+    assert (done := run(tmp_path / "straight")).returncode == 0, done.stderr[-3000:]
+    (straight_dir,) = (tmp_path / "straight" / "logs" / "train" / "runs").iterdir()
+
+    # The run to kill also logs to W&B (offline) and flushes its CSV every step, so rows after the checkpoint exist.
+    root = tmp_path / "killed"
+    killed_args = [*common, f"paths.root_dir={root}", "logger=default", "logger.csv.flush_logs_every_n_steps=1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seq2seq_lit.train", *killed_args], cwd=tmp_path, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.time() + 300
+    while (
+        proc.poll() is None
+        and time.time() < deadline
+        and not list(root.glob("logs/train/runs/*/checkpoints/latest.ckpt"))
+    ):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    (killed_dir,) = (root / "logs" / "train" / "runs").iterdir()
+    latest = killed_dir / "checkpoints" / "latest.ckpt"
+    step = torch.load(latest, weights_only=True)["global_step"]
+    assert step % 40 != 0, "the checkpoint should be mid-epoch"
+    # A newer checkpoint cut short (as by a crash during a non-atomic copy) must be skipped, with a warning.
+    broken = killed_dir / "checkpoints" / "newer.ckpt"
+    broken.write_bytes(latest.read_bytes()[:4096])
+    os.utime(broken, (time.time() + 5, time.time() + 5))
+
+    resumed = run(root, "logger=default", "ckpt_path=last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    output = resumed.stdout + resumed.stderr
+    assert f"skipping {broken}" in output and f"resuming from {latest}" in output
+    assert "dataloader is not resumable" not in output
+    resumed_dir = max((root / "logs" / "train" / "runs").iterdir())
+    assert resumed_dir != killed_dir
+
+    want = torch.load(straight_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    got = torch.load(resumed_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert got["global_step"] == want["global_step"] == 80
+    for key, value in want["state_dict"].items():
+        torch.testing.assert_close(got["state_dict"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+    # Same optimizer state too (Adam's moments).
+    for a, b in zip(want["optimizer_states"][0]["state"].values(), got["optimizer_states"][0]["state"].values()):
+        torch.testing.assert_close(a["exp_avg_sq"], b["exp_avg_sq"], rtol=1e-5, atol=1e-9)
+
+    # The resumed metrics.csv holds the whole history once: the rows of the straight run, in order.
+    def kind(row: dict[str, str]) -> tuple[int, str]:
+        return int(row["step"]), "train" if row.get("train/loss_step") else "val" if row.get("val/loss") else "other"
+
+    straight_rows, resumed_rows = (
+        _rows(straight_dir / "csv" / "metrics.csv"),
+        _rows(resumed_dir / "csv" / "metrics.csv"),
+    )
+    assert [kind(r) for r in resumed_rows] == [kind(r) for r in straight_rows]
+    for a, b in zip(straight_rows, resumed_rows):
+        if a.get("train/loss_step"):
+            assert float(a["train/loss_step"]) == pytest.approx(float(b["train/loss_step"]), rel=1e-5)
+    assert len(_rows(killed_dir / "csv" / "metrics.csv")) > 2 * step  # the killed run's own CSV is untouched
+    # W&B: the resumed run continues the killed run's id.
+    (killed_wandb,) = (killed_dir / "wandb").glob("offline-run-*")
+    (resumed_wandb,) = (resumed_dir / "wandb").glob("offline-run-*")
+    assert killed_wandb.name.rsplit("-", 1)[1] == resumed_wandb.name.rsplit("-", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.hidden_size=256", r"another model configuration: model.hidden_size=128 there, 256 here"),
+        ("data.spm_model_type=unigram", r"another src vocabulary"),
+    ],
+)
+def test_resuming_into_another_model_or_vocabulary_names_the_difference(
+    override: str, message: str, trained_ckpt: Path, tmp_path: Path, multi30k_root, cache_dir
+) -> None:
+    cfg = compose_train(tmp_path, multi30k_root, cache_dir, [*TRAINED_OVERRIDES, f"ckpt_path={trained_ckpt}", override])
+    with pytest.raises(ValueError, match=rf"ckpt_path={trained_ckpt} was trained with {message}"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # failed before the Trainer started
+
+
+def test_train_cli_reports_bad_ckpt_path_without_a_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    for ckpt, message in [
+        ("last", "ckpt_path=last: no readable checkpoint under"),
+        ("nope.ckpt", "no such checkpoint"),
+    ]:
+        args = ["experiment=tiny", f"ckpt_path={ckpt}", f"paths.root_dir={tmp_path}"]
+        result = subprocess.run(
+            [sys.executable, "-m", "seq2seq_lit.train", *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert message in result.stderr and "Traceback" not in result.stderr

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -209,6 +211,9 @@ class TranslationDataModule(L.LightningDataModule):
             collate_fn=collate,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
+            # Its own generator: otherwise each epoch's iterator draws from the global RNG, and a resumed run
+            # would draw at a different moment than the uninterrupted one (dropout masks would differ).
+            generator=torch.Generator().manual_seed(self.hparams.seed),
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -218,11 +223,31 @@ class TranslationDataModule(L.LightningDataModule):
         return [self._eval_loader(name) for name in self.test_names]
 
     def state_dict(self) -> dict:
-        return {"train_sampler": self.train_sampler.state_dict()} if self.train_sampler else {}
+        """The training sampler's place in the epoch, counted as Lightning will count it when resuming."""
+        if self.train_sampler is None:
+            return {}
+        done = None
+        if self.trainer is not None:
+            done = batches_done(self.trainer.fit_loop.epoch_loop.batch_progress.current)
+        return {"train_sampler": self.train_sampler.state_dict(done)}
 
     def load_state_dict(self, state: dict) -> None:
         if self.train_sampler is not None and "train_sampler" in state:
             self.train_sampler.load_state_dict(state["train_sampler"])
+            # Lightning warns that a mid-epoch resume repeats batches unless the DataLoader itself is stateful;
+            # here the sampler resumes in place, so nothing repeats.
+            warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch ended")
+
+
+def batches_done(progress: Any) -> int:
+    """Training batches of this epoch a resumed run must not repeat, from Lightning's batch progress.
+
+    The same rule as Lightning's restart logic: a checkpoint saved at a batch's end (processed, not yet
+    completed) counts that batch; one saved anywhere else counts the completed batches only.
+    """
+    if progress.ready == progress.started == progress.processed == progress.completed + 1:
+        return progress.processed
+    return progress.completed
 
 
 class Multi30kDataModule(TranslationDataModule):

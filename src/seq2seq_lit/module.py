@@ -90,6 +90,7 @@ class TranslationModule(L.LightningModule):
         self._test_hyps: dict[int, list[tuple[int, str]]] = {}
         self.nonfinite_steps = 0  # consecutive, reset by a good step
         self.skipped_steps = 0  # in total
+        self._rng_to_restore: dict[str, Any] | None = None
 
     def set_tokenizers(self, src: Tokenizer, tgt: Tokenizer) -> None:
         """Attach the tokenizers; they are embedded in every checkpoint so it can translate alone."""
@@ -238,11 +239,27 @@ class TranslationModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.src_tokenizer is not None:
             checkpoint["tokenizers"] = {"src": self.src_tokenizer.as_tensor(), "tgt": self.tgt_tokenizer.as_tensor()}
+        # Lightning does not save the RNG; dropout after a resume must draw what it would have drawn.
+        checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_initialized():
+            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+        for logger in self.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                checkpoint["wandb_id"] = logger.version  # resumed runs continue the same W&B run
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "tokenizers" in checkpoint:
             toks = checkpoint["tokenizers"]
             self.set_tokenizers(Tokenizer.from_tensor(toks["src"]), Tokenizer.from_tensor(toks["tgt"]))
+        self._rng_to_restore = checkpoint.get("rng_state")
+
+    def on_train_start(self) -> None:
+        # Restored here, not at load time, so nothing between loading and the first step draws from it.
+        rng, self._rng_to_restore = self._rng_to_restore, None
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 def _gather(items: list) -> list:

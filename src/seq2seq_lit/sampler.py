@@ -123,14 +123,20 @@ class BucketBatchSampler(Sampler[list[int]]):
         self._yielded = 0
 
     def __len__(self) -> int:
-        return len(self._batches()) - self._resume_from
+        """Batches in the whole epoch, also when resuming mid-epoch (Lightning counts the done ones itself)."""
+        return len(self._batches())
 
-    def state_dict(self) -> dict[str, int]:
-        """Position in the epoch's batch order (batches handed out so far)."""
-        return {"epoch": self.epoch, "batches_yielded": self._yielded, "seed": self.seed}
+    def state_dict(self, batches_done: int | None = None) -> dict[str, int]:
+        """Position in the epoch's batch order.
+
+        ``batches_done``: batches the consumer has finished with; by default the batches handed out so far,
+        which overcounts for a consumer that fetches ahead (Lightning prefetches one batch).
+        """
+        done = self._yielded if batches_done is None else batches_done
+        return {"epoch": self.epoch, "batches_yielded": done, "seed": self.seed}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        """Resume: the next iteration continues the saved epoch after its consumed batches."""
+        """Resume: the next iteration continues the saved epoch after its done batches."""
         self.epoch = int(state["epoch"])
         self.seed = int(state.get("seed", self.seed))
         self._resume_from = int(state["batches_yielded"])

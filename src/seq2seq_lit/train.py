@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,30 @@ log = logging.getLogger(__name__)
 register_configs()
 
 
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Instantiate every non-null ``_target_`` entry of a callbacks/logger group."""
+def instantiate_group(group: DictConfig | None, **extra: dict[str, Any]) -> list[Any]:
+    """Instantiate every non-null ``_target_`` entry of a callbacks/logger group.
+
+    ``extra`` maps a class name (``WandbLogger``) to further keyword arguments for entries of that class.
+    """
     from hydra.utils import instantiate
 
     if not group:
         return []
-    return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
+    nodes = [node for node in group.values() if node is not None and "_target_" in node]
+    return [instantiate(node, **extra.get(node._target_.rsplit(".", 1)[-1], {})) for node in nodes]
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> Path | None:
+    """``ckpt_path``: null, a path, or ``last`` (the newest readable checkpoint of this task's runs)."""
+    from seq2seq_lit.checkpoint import find_last_checkpoint
+
+    if cfg.get("ckpt_path") is None:
+        return None
+    if cfg.ckpt_path == "last":
+        path = find_last_checkpoint(Path(cfg.paths.log_dir) / cfg.task_name)
+        log.info("ckpt_path=last: resuming from %s", path)
+        return path
+    return Path(cfg.ckpt_path).expanduser()
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -62,6 +80,10 @@ def _train(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> tuple[
     import lightning as L
     from hydra.utils import instantiate
 
+    from seq2seq_lit.checkpoint import carry_csv_history, check_resumable, read_checkpoint, read_csv_history
+
+    ckpt_path = resolve_ckpt_path(cfg)
+    resume = read_checkpoint(ckpt_path) if ckpt_path else None
     if logging.getLogger().hasHandlers():
         # `import lightning` adds its own console handler; Hydra's handlers already print and file it.
         logging.getLogger("lightning").handlers.clear()
@@ -87,16 +109,24 @@ def _train(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> tuple[
         _convert_="all",
     )
     model.set_tokenizers(datamodule.src_tokenizer, datamodule.tgt_tokenizer)
+    if resume is not None:
+        tokenizers = {"src": datamodule.src_tokenizer, "tgt": datamodule.tgt_tokenizer}
+        check_resumable(resume, ckpt_path, dict(model.hparams), tokenizers)
 
     callbacks = instantiate_group(cfg.get("callbacks"))
-    loggers = instantiate_group(cfg.get("logger"))
+    # A resumed run continues its W&B run, and its metrics.csv starts with the history up to the checkpoint.
+    wandb_id = resume.get("wandb_id") if resume is not None else None
+    loggers = instantiate_group(cfg.get("logger"), WandbLogger={"id": wandb_id, "resume": "allow"} if wandb_id else {})
+    history = read_csv_history(ckpt_path) if resume is not None else []
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
+        if history and type(logger).__name__ == "CSVLogger":
+            carry_csv_history(logger, history, before_step=first_logged_step(resume))
 
     summary["params"] = sum(p.numel() for p in model.parameters())
     if cfg.get("train"):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     checkpoint = trainer.checkpoint_callback
     if checkpoint is not None and checkpoint.best_model_score is not None:
@@ -106,6 +136,15 @@ def _train(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> tuple[
         trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
+
+
+def first_logged_step(ckpt: dict[str, Any]) -> int:
+    """The logger step of the first metrics a run resumed from ``ckpt`` logs (Lightning's restart rule)."""
+    loop = ckpt["loops"]["fit_loop"]
+    step = int(loop["epoch_loop.state_dict"]["_batches_that_stepped"])
+    p = loop["epoch_loop.batch_progress"]["total"]
+    saved_at_epoch_end = p["ready"] == p["started"] == p["processed"] == p["completed"]
+    return step if saved_at_epoch_end else step + 1
 
 
 def _share_cpu_threads() -> None:
@@ -129,7 +168,6 @@ def _share_cpu_threads() -> None:
 
 def _finish_wandb() -> None:
     """Close the W&B run so the next job of a multirun starts its own."""
-    import sys
 
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
@@ -138,7 +176,17 @@ def _finish_wandb() -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics, _ = train(cfg)
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        metrics, _ = train(cfg)
+    except (ValueError, OSError, FloatingPointError) as err:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweeper records the failed job and goes on
+        # Bad input or config: the message names the file or key; a traceback would only bury it.
+        log.error("%s", err)
+        sys.exit(f"error: {err}")
     value = metrics.get(cfg.get("optimized_metric"))
     if value is not None and not math.isfinite(value):
         log.warning("%s is not finite (%s)", cfg.optimized_metric, value)

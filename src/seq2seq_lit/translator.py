@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seq2seq_lit.checkpoint import read_checkpoint
 from seq2seq_lit.collate import collate
 from seq2seq_lit.config import DecodingConfig
 from seq2seq_lit.model import Seq2Seq
@@ -150,16 +151,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
 
     Needs neither Lightning nor the training config, so translation starts fast.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-        hparams, weights, toks = ckpt["hyper_parameters"], ckpt["state_dict"], ckpt["tokenizers"]
-    except Exception as err:  # torch raises many types for truncated or foreign files
-        raise ValueError(
-            f"ckpt_path={path}: not a readable seq2seq_lit checkpoint ({type(err).__name__}: {err})"
-        ) from None
+    ckpt = read_checkpoint(path, map_location=device)
+    hparams, weights, toks = ckpt["hyper_parameters"], ckpt["state_dict"], ckpt["tokenizers"]
     args = {k: hparams[k] for k in inspect.signature(Seq2Seq).parameters if k in hparams}
     model = Seq2Seq(**args).to(device)
     try:
