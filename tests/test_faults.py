@@ -200,3 +200,29 @@ def test_train_cli_reports_bad_ckpt_path_without_a_traceback(tmp_path: Path) -> 
         )  # fmt: skip
         assert result.returncode == 1
         assert message in result.stderr and "Traceback" not in result.stderr
+
+
+KILL_DURING_SAVE = """
+import os, signal, sys, torch
+from fsspec.implementations.local import LocalFileOpener
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+def write_half_then_die(self, data):
+    self.f.write(data[: len(data) // 2])
+    self.f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+LocalFileOpener.write = write_half_then_die
+TorchCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(100_000)}}, sys.argv[1])
+"""
+
+
+def test_a_kill_during_a_checkpoint_save_leaves_the_previous_file(tmp_path: Path) -> None:
+    """The Trainer's checkpoint writer (TorchCheckpointIO) is killed halfway through writing over a good file."""
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(100_000)}}, path)
+    result = subprocess.run([sys.executable, "-c", KILL_DURING_SAVE, str(path)], capture_output=True, timeout=120)
+    assert result.returncode == -signal.SIGKILL, result.stderr.decode()[-2000:]
+    assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["w"], torch.ones(100_000))
+    leftovers = [p.name for p in tmp_path.iterdir() if p != path]
+    assert len(leftovers) <= 1  # at most the temporary file the killed write was filling
