@@ -75,3 +75,15 @@ def test_bad_settings_fail_with_the_key(kwargs: dict, message: str) -> None:
     args = {"word_vec_size": 8, "hidden_size": 10, "n_layers": 1, "dropout": 0.0} | kwargs
     with pytest.raises(ValueError, match=message):
         Seq2Seq(15, 13, **args)
+
+
+def test_dropout_acts_on_a_one_layer_model_in_training_only() -> None:
+    """Embeddings and attentional vectors get dropout, so it regularises even without layers in between."""
+    torch.manual_seed(0)
+    src, lengths, tgt_in = torch.tensor([[5, 6, 7, 3]]), torch.tensor([4]), torch.tensor([[2, 4, 5]])
+    for dropout, changes in ((0.5, True), (0.0, False)):
+        model = Seq2Seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=1, dropout=dropout)
+        train_out = model.train()(src, lengths, tgt_in)
+        eval_out = model.eval()(src, lengths, tgt_in)
+        assert (not torch.allclose(train_out, eval_out)) is changes
+        torch.testing.assert_close(model(src, lengths, tgt_in), eval_out)  # eval is deterministic

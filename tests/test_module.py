@@ -48,6 +48,7 @@ def test_perplexity_is_corpus_level_not_mean_of_batches() -> None:
 
 def test_module_step_logs_loss_and_ppl_from_one_shared_step() -> None:
     module = TranslationModule(src_vocab_size=15, tgt_vocab_size=13, word_vec_size=8, hidden_size=10, n_layers=1)
+    module.eval()  # as Lightning runs validation: no dropout
     batch = {
         "src": torch.tensor([[5, 6, 3], [7, 3, PAD_ID]]),
         "src_lengths": torch.tensor([3, 2]),

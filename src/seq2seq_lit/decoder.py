@@ -40,6 +40,9 @@ class Decoder(nn.Module):
         )
         self.attention = Attention(hidden_size) if attention else None
         self.concat = nn.Linear(2 * hidden_size, hidden_size) if attention else None
+        # On the embeddings and on each output (the attentional vector, which is also fed back), as in
+        # OpenNMT; the RNN's own dropout only acts between its layers.
+        self.dropout = nn.Dropout(dropout)
 
     def init_state(self, encoder_state: State, batch_size: int) -> DecoderState:
         """The encoder's final state, directions merged per layer, and a zero attentional vector."""
@@ -65,12 +68,12 @@ class Decoder(nn.Module):
         ``(batch, tgt_len, src_len)`` (None without attention) and the state after the last step.
         """
         # |tgt_in| = (batch_size, tgt_len)
-        emb = self.embedding(tgt_in)
+        emb = self.dropout(self.embedding(tgt_in))
         # |emb| = (batch_size, tgt_len, word_vec_size)
         rnn_state, feed = state
         if self.attention is None:
             out, rnn_state = self.rnn(emb, rnn_state)
-            return out, None, (rnn_state, None)
+            return self.dropout(out), None, (rnn_state, None)
 
         outputs, weights = [], []
         # Input feeding makes step t depend on the attentional vector of step t-1, so the time loop
@@ -80,7 +83,7 @@ class Decoder(nn.Module):
             # |x| = (batch_size, 1, word_vec_size + hidden_size)
             h, rnn_state = self.rnn(x, rnn_state)
             context, w = self.attention(h, keys, h_src, pad_mask)
-            feed = torch.tanh(self.concat(torch.cat([context, h], dim=-1)))
+            feed = self.dropout(torch.tanh(self.concat(torch.cat([context, h], dim=-1))))
             # |feed| = (batch_size, 1, hidden_size)
             outputs.append(feed)
             weights.append(w)

@@ -37,6 +37,7 @@ class Encoder(nn.Module):
             bidirectional=True,
             batch_first=True,
         )
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, State]:
         """Encode a padded batch.
@@ -45,7 +46,7 @@ class Encoder(nn.Module):
         state, each tensor ``(n_layers * 2, batch, hidden_size / 2)`` in PyTorch's layer-major order.
         """
         # |src| = (batch_size, src_len), |lengths| = (batch_size,)
-        emb = self.embedding(src)
+        emb = self.dropout(self.embedding(src))
         # |emb| = (batch_size, src_len, word_vec_size)
         packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, state = self.rnn(packed)
