@@ -98,7 +98,7 @@ def lightning_throughput(dm, batches: list, precision: str, steps: int) -> tuple
 
 
 def bare_throughput(dm, batches: list, steps: int) -> float:
-    """The same model, batches, optimizer and clipping in a plain PyTorch loop."""
+    """Median target tokens/s of the same model, batches, optimizer and clipping in a plain PyTorch loop."""
     from seq2seq_lit.model import Seq2Seq
     from seq2seq_lit.module import masked_nll
 
@@ -118,6 +118,66 @@ def bare_throughput(dm, batches: list, steps: int) -> float:
         opt.zero_grad()
         rates.append(target_tokens(batch) / (time.perf_counter() - t))
     return statistics.median(rates[3:])
+
+
+def training_rss_mb(args: argparse.Namespace, steps: int) -> float:
+    """Peak RSS of a training run on its own: a child process that sets up the data and trains ``steps`` steps."""
+    code = (
+        "import resource, sys; sys.path.insert(0, sys.argv[1]); import bench; "
+        "dm, batches = bench.reference_batches(*sys.argv[2:4], int(sys.argv[4])); "
+        "bench.lightning_throughput(dm, batches, '32-true', int(sys.argv[4])); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    cmd = [sys.executable, "-c", code, str(Path(__file__).parent), str(args.data), str(args.cache), str(steps)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return int(out.split()[-1]) / 1024
+
+
+def profile_tables(dm, batches: list, translator, sentences: list[str], rows: int = 12) -> str:
+    """torch.profiler tables (self CPU time per op) of training steps in fp32 and bf16 and of greedy decoding."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from seq2seq_lit.model import Seq2Seq
+    from seq2seq_lit.module import masked_nll
+    from seq2seq_lit.translator import DecodingConfig
+
+    model = Seq2Seq(len(dm.src_tokenizer), len(dm.tgt_tokenizer), REF["word_vec_size"], REF["hidden_size"],
+                    REF["n_layers"], REF["dropout"]).train()  # fmt: skip
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def train_steps(bf16: bool) -> None:
+        for batch in batches[:5]:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                log_probs = model(batch["src"], batch["src_lengths"], batch["tgt"][:, :-1])
+                loss_sum, _, n = masked_nll(log_probs, batch["tgt"][:, 1:])
+            (loss_sum / n).backward()
+            opt.step()
+            opt.zero_grad()
+
+    sections = []
+    for title, work in [
+        ("training, fp32, 5 steps of 64 sentences", lambda: train_steps(False)),
+        ("training, bf16 autocast, 5 steps of 64 sentences", lambda: train_steps(True)),
+        ("greedy decoding, fp32, 200 sentences", lambda: translator.translate(sentences[:200], DecodingConfig(1))),
+    ]:
+        work()  # warm-up
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            work()
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=40)
+        sections.append(f"### {title}\n\n```\n{table}```\n")
+    return "\n".join(sections)
+
+
+def reference_batches(data: str, cache: str, steps: int) -> tuple:
+    """The Multi30k en->de DataModule of the reference configuration and its first ``steps`` training batches."""
+    from seq2seq_lit.datamodule import Multi30kDataModule
+
+    dm = Multi30kDataModule(
+        root=str(data), cache_dir=str(cache), vocab_size=REF["vocab_size"], spm_model_type="bpe",
+        max_tokens=None, batch_size=REF["batch_size"], download=False,
+    )  # fmt: skip
+    dm.setup("fit")
+    return dm, [b for _, b in zip(range(steps), dm.train_dataloader())]
 
 
 def decoding_speed(translator, sentences: list[str], beam: int, bf16: bool = False) -> float:
@@ -158,20 +218,14 @@ def main() -> None:
     parser.add_argument(
         "--ckpt", type=Path, help="trained checkpoint for the decoding figures (default: newest recipe run)"
     )
+    parser.add_argument("--profile", type=Path, help="also write torch.profiler tables (Markdown) here")
     args = parser.parse_args()
 
-    from seq2seq_lit.datamodule import Multi30kDataModule
     from seq2seq_lit.sampler import BucketBatchSampler
     from seq2seq_lit.translator import Translator
 
     steps = 15 if args.quick else 40
-    dm = Multi30kDataModule(
-        root=str(args.data), cache_dir=str(args.cache), vocab_size=REF["vocab_size"], spm_model_type="bpe",
-        max_tokens=None, batch_size=REF["batch_size"], download=False,
-    )  # fmt: skip
-    dm.setup("fit")
-    loader = dm.train_dataloader()
-    batches = [b for _, b in zip(range(steps), loader)]
+    dm, batches = reference_batches(args.data, args.cache, steps)
     res: dict[str, float | str] = {}
 
     src, tgt = dm.datasets["train"].lengths()
@@ -182,8 +236,11 @@ def main() -> None:
 
     res["matmul_gflops_fp32"] = matmul_gflops(torch.float32)
     res["matmul_gflops_bf16"] = matmul_gflops(torch.bfloat16)
-    res["train_tok_s_fp32"], _ = lightning_throughput(dm, batches, "32-true", steps)
-    res["train_tok_s_bare_fp32"] = bare_throughput(dm, batches, steps)
+    # Lightning and the bare loop alternate (L, bare, L, bare) so neither gains from running second.
+    rounds = [(lightning_throughput(dm, batches, "32-true", steps)[0], bare_throughput(dm, batches, steps))
+              for _ in range(1 if args.quick else 2)]  # fmt: skip
+    res["train_tok_s_fp32"] = statistics.median(r[0] for r in rounds)
+    res["train_tok_s_bare_fp32"] = statistics.median(r[1] for r in rounds)
     res["lightning_overhead"] = 1 - res["train_tok_s_fp32"] / res["train_tok_s_bare_fp32"]
     res["train_tok_s_bf16"], _ = lightning_throughput(dm, batches, "bf16-mixed", steps)
     res["bf16_speedup"] = res["train_tok_s_bf16"] / res["train_tok_s_fp32"]
@@ -210,7 +267,8 @@ def main() -> None:
     res["greedy_sent_s_bf16"] = decoding_speed(translator, test_src, 1, bf16=True)
     res["beam5_sent_s_bf16"] = decoding_speed(translator, test_src, 5, bf16=True)
     res["help_s"] = help_seconds()
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["peak_rss_mb"] = training_rss_mb(args, steps)
+    res["peak_rss_mb_harness"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cpu = platform.processor() or platform.machine()
     res["machine"] = f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
     res["quick"] = args.quick
@@ -230,6 +288,8 @@ def main() -> None:
         print(f"| {key} | {shown} | {met} |")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
+    if args.profile:
+        args.profile.write_text(profile_tables(dm, batches, translator, test_src))
 
 
 if __name__ == "__main__":
