@@ -122,11 +122,12 @@ def bare_throughput(dm, batches: list, steps: int) -> float:
 
 def training_rss_mb(args: argparse.Namespace, steps: int) -> float:
     """Peak RSS of a training run on its own: a child process that sets up the data and trains ``steps`` steps."""
+    # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across fork + exec.
     code = (
-        "import resource, sys; sys.path.insert(0, sys.argv[1]); import bench; "
+        "import sys; sys.path.insert(0, sys.argv[1]); import bench; "
         "dm, batches = bench.reference_batches(*sys.argv[2:4], int(sys.argv[4])); "
         "bench.lightning_throughput(dm, batches, '32-true', int(sys.argv[4])); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print(next(line for line in open('/proc/self/status') if line.startswith('VmHWM:')).split()[1])"
     )
     cmd = [sys.executable, "-c", code, str(Path(__file__).parent), str(args.data), str(args.cache), str(steps)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout

@@ -87,3 +87,21 @@ def test_dropout_acts_on_a_one_layer_model_in_training_only() -> None:
         eval_out = model.eval()(src, lengths, tgt_in)
         assert (not torch.allclose(train_out, eval_out)) is changes
         torch.testing.assert_close(model(src, lengths, tgt_in), eval_out)  # eval is deterministic
+
+
+@pytest.mark.parametrize("rnn", ["lstm", "gru"])
+def test_decoder_cells_equal_the_rnn_module(rnn: str) -> None:
+    """The explicit per-step cells compute exactly what nn.LSTM/nn.GRU does on a length-1 sequence."""
+    from seq2seq_lit.decoder import Decoder, stack_state, unstack_state
+
+    torch.manual_seed(0)
+    decoder = Decoder(13, 8, 10, n_layers=3, dropout=0.0, rnn=rnn).eval()
+    x = torch.randn(4, 18)  # word_vec_size + hidden_size
+    state = tuple(torch.randn(3, 4, 10) for _ in range(2)) if rnn == "lstm" else torch.randn(3, 4, 10)
+    want_out, want_state = decoder.rnn(x.unsqueeze(1), state)
+    got_out, layers = decoder.rnn_step(x, unstack_state(state))
+    torch.testing.assert_close(got_out, want_out.squeeze(1))
+    for got, want in zip(
+        torch.utils._pytree.tree_leaves(stack_state(layers)), torch.utils._pytree.tree_leaves(want_state)
+    ):
+        torch.testing.assert_close(got, want)
