@@ -34,17 +34,18 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
     return ckpt
 
 
-def find_last_checkpoint(task_dir: str | Path) -> Path:
-    """The newest readable checkpoint of the runs under ``task_dir``; unreadable newer ones are skipped, warning."""
+def find_last_checkpoint(task_dir: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The newest readable checkpoint of the runs under ``task_dir``, and its contents.
+
+    Unreadable newer ones are skipped with a warning.
+    """
     task_dir = Path(task_dir)
     candidates = sorted(task_dir.rglob("checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
     for path in candidates:
         try:
-            read_checkpoint(path)
+            return path, read_checkpoint(path)
         except ValueError as err:
             log.warning("ckpt_path=last: skipping %s, the newest checkpoint, as it is unreadable: %s", path, err)
-            continue
-        return path
     raise FileNotFoundError(
         f"ckpt_path=last: no readable checkpoint under {task_dir} (looked for */checkpoints/*.ckpt in "
         f"{len(candidates)} files); give a path with ckpt_path=PATH"
@@ -70,6 +71,42 @@ def check_resumable(ckpt: dict[str, Any], path: str | Path, hparams: dict[str, A
                 f"ckpt_path={path} was trained with another {side} vocabulary than data.* gives here (other data "
                 "files, vocab_size or tokenizer settings); resume with the run's own data settings"
             )
+
+
+def restart_stage(progress: dict[str, int]) -> str:
+    """Where in a training step Lightning's batch progress counts were saved, by Lightning's own rule
+    (``_TrainingEpochLoop.update_restart_stage``), which decides what a resumed run repeats.
+
+    ``batch_end``: a batch processed but not yet marked completed (a save in ``on_train_batch_end``);
+    ``last``: every count equal (a save after validation or at the epoch's end); ``other``: mid-step
+    (an interrupt), where the unfinished batch is trained again.
+    """
+    ready, started, processed, completed = (progress[k] for k in ("ready", "started", "processed", "completed"))
+    if ready == started == processed == completed + 1:
+        return "batch_end"
+    return "last" if ready == started == processed == completed else "other"
+
+
+def batches_done(batch_progress: Any) -> int:
+    """Training batches of the current epoch that a run resumed from here must not repeat.
+
+    ``batch_progress``: the live ``fit_loop.epoch_loop.batch_progress``. Lightning counts a batch saved at
+    its end as done; otherwise only the completed ones.
+    """
+    current = batch_progress.current
+    if restart_stage(batch_progress.total.state_dict()) == "batch_end":
+        return current.processed
+    return current.completed
+
+
+def first_logged_step(ckpt: dict[str, Any]) -> int:
+    """The logger step of the first metrics a run resumed from ``ckpt`` logs.
+
+    Lightning adds one to its stepped-batch counter on a restart anywhere but at ``last``.
+    """
+    loop = ckpt["loops"]["fit_loop"]
+    step = int(loop["epoch_loop.state_dict"]["_batches_that_stepped"])
+    return step if restart_stage(loop["epoch_loop.batch_progress"]["total"]) == "last" else step + 1
 
 
 def read_csv_history(ckpt_path: str | Path) -> list[dict[str, str]]:

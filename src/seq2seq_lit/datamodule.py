@@ -7,7 +7,6 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from seq2seq_lit import multi30k
+from seq2seq_lit.checkpoint import batches_done
 from seq2seq_lit.collate import collate
 from seq2seq_lit.corpus import file_digest, read_parallel
 from seq2seq_lit.sampler import BucketBatchSampler
@@ -228,7 +228,7 @@ class TranslationDataModule(L.LightningDataModule):
             return {}
         done = None
         if self.trainer is not None:
-            done = batches_done(self.trainer.fit_loop.epoch_loop.batch_progress.current)
+            done = batches_done(self.trainer.fit_loop.epoch_loop.batch_progress)
         return {"train_sampler": self.train_sampler.state_dict(done)}
 
     def load_state_dict(self, state: dict) -> None:
@@ -237,17 +237,6 @@ class TranslationDataModule(L.LightningDataModule):
             # Lightning warns that a mid-epoch resume repeats batches unless the DataLoader itself is stateful;
             # here the sampler resumes in place, so nothing repeats.
             warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch ended")
-
-
-def batches_done(progress: Any) -> int:
-    """Training batches of this epoch a resumed run must not repeat, from Lightning's batch progress.
-
-    The same rule as Lightning's restart logic: a checkpoint saved at a batch's end (processed, not yet
-    completed) counts that batch; one saved anywhere else counts the completed batches only.
-    """
-    if progress.ready == progress.started == progress.processed == progress.completed + 1:
-        return progress.processed
-    return progress.completed
 
 
 class Multi30kDataModule(TranslationDataModule):

@@ -12,6 +12,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
 from torchmetrics import MeanMetric
 from torchmetrics.text import SacreBLEUScore
 
@@ -244,7 +245,7 @@ class TranslationModule(L.LightningModule):
         if torch.cuda.is_initialized():
             checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
         for logger in self.loggers:
-            if type(logger).__name__ == "WandbLogger":
+            if isinstance(logger, WandbLogger):
                 checkpoint["wandb_id"] = logger.version  # resumed runs continue the same W&B run
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

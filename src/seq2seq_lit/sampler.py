@@ -130,7 +130,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         """Position in the epoch's batch order.
 
         ``batches_done``: batches the consumer has finished with; by default the batches handed out so far,
-        which overcounts for a consumer that fetches ahead (Lightning prefetches one batch).
+        which overcounts when the consumer holds a batch it has not finished (one interrupted mid-step).
         """
         done = self._yielded if batches_done is None else batches_done
         return {"epoch": self.epoch, "batches_yielded": done, "seed": self.seed}

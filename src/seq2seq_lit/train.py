@@ -36,17 +36,19 @@ def instantiate_group(group: DictConfig | None, **extra: dict[str, Any]) -> list
     return [instantiate(node, **extra.get(node._target_.rsplit(".", 1)[-1], {})) for node in nodes]
 
 
-def resolve_ckpt_path(cfg: DictConfig) -> Path | None:
-    """``ckpt_path``: null, a path, or ``last`` (the newest readable checkpoint of this task's runs)."""
-    from seq2seq_lit.checkpoint import find_last_checkpoint
+def load_resume_checkpoint(cfg: DictConfig) -> tuple[Path | None, dict[str, Any] | None]:
+    """The checkpoint ``ckpt_path`` names (a path, or ``last``: the newest readable one of this task's runs)
+    and its contents; ``(None, None)`` when not resuming."""
+    from seq2seq_lit.checkpoint import find_last_checkpoint, read_checkpoint
 
     if cfg.get("ckpt_path") is None:
-        return None
+        return None, None
     if cfg.ckpt_path == "last":
-        path = find_last_checkpoint(Path(cfg.paths.log_dir) / cfg.task_name)
+        path, ckpt = find_last_checkpoint(Path(cfg.paths.log_dir) / cfg.task_name)
         log.info("ckpt_path=last: resuming from %s", path)
-        return path
-    return Path(cfg.ckpt_path).expanduser()
+        return path, ckpt
+    path = Path(cfg.ckpt_path).expanduser()
+    return path, read_checkpoint(path)
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -79,11 +81,11 @@ def _train(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> tuple[
 
     import lightning as L
     from hydra.utils import instantiate
+    from lightning.pytorch.loggers import CSVLogger
 
-    from seq2seq_lit.checkpoint import carry_csv_history, check_resumable, read_checkpoint, read_csv_history
+    from seq2seq_lit.checkpoint import carry_csv_history, check_resumable, first_logged_step, read_csv_history
 
-    ckpt_path = resolve_ckpt_path(cfg)
-    resume = read_checkpoint(ckpt_path) if ckpt_path else None
+    ckpt_path, resume = load_resume_checkpoint(cfg)
     if logging.getLogger().hasHandlers():
         # `import lightning` adds its own console handler; Hydra's handlers already print and file it.
         logging.getLogger("lightning").handlers.clear()
@@ -121,7 +123,7 @@ def _train(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> tuple[
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
-        if history and type(logger).__name__ == "CSVLogger":
+        if history and isinstance(logger, CSVLogger):
             carry_csv_history(logger, history, before_step=first_logged_step(resume))
 
     summary["params"] = sum(p.numel() for p in model.parameters())
@@ -136,15 +138,6 @@ def _train(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> tuple[
         trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
-
-
-def first_logged_step(ckpt: dict[str, Any]) -> int:
-    """The logger step of the first metrics a run resumed from ``ckpt`` logs (Lightning's restart rule)."""
-    loop = ckpt["loops"]["fit_loop"]
-    step = int(loop["epoch_loop.state_dict"]["_batches_that_stepped"])
-    p = loop["epoch_loop.batch_progress"]["total"]
-    saved_at_epoch_end = p["ready"] == p["started"] == p["processed"] == p["completed"]
-    return step if saved_at_epoch_end else step + 1
 
 
 def _share_cpu_threads() -> None:
