@@ -98,25 +98,36 @@ def lightning_throughput(dm, batches: list, precision: str, steps: int) -> tuple
     return statistics.median(timer.rates[3:]), statistics.median(1 / r for r in timer.rates[3:])
 
 
-def bare_throughput(dm, batches: list, steps: int) -> float:
-    """Median target tokens/s of the same model, batches, optimizer and clipping in a plain PyTorch loop."""
+def reference_model(dm, dropout: float = REF["dropout"]):
+    """The reference Seq2Seq, sized to the DataModule's vocabularies."""
     from seq2seq_lit.model import Seq2Seq
+
+    return Seq2Seq(len(dm.src_tokenizer), len(dm.tgt_tokenizer), REF["word_vec_size"], REF["hidden_size"],
+                   REF["n_layers"], dropout)  # fmt: skip
+
+
+def bare_step(model, opt: torch.optim.Optimizer, batch: dict, bf16: bool = False) -> None:
+    """One training step as the Trainer runs it (masked NLL, clipping at 5, Adam), in plain PyTorch."""
     from seq2seq_lit.module import masked_nll
 
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        log_probs = model(batch["src"], batch["src_lengths"], batch["tgt"][:, :-1])
+        loss_sum, _, n = masked_nll(log_probs, batch["tgt"][:, 1:])
+    (loss_sum / n).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    opt.step()
+    opt.zero_grad()
+
+
+def bare_throughput(dm, batches: list, steps: int) -> float:
+    """Median target tokens/s of the same model, batches, optimizer and clipping in a plain PyTorch loop."""
     torch.manual_seed(0)
-    model = Seq2Seq(len(dm.src_tokenizer), len(dm.tgt_tokenizer), REF["word_vec_size"], REF["hidden_size"],
-                    REF["n_layers"], REF["dropout"])  # fmt: skip
-    model.train()
+    model = reference_model(dm).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     rates = []
     for batch in batches[:steps]:
         t = time.perf_counter()
-        log_probs = model(batch["src"], batch["src_lengths"], batch["tgt"][:, :-1])
-        loss_sum, _, n = masked_nll(log_probs, batch["tgt"][:, 1:])
-        (loss_sum / n).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        opt.zero_grad()
+        bare_step(model, opt, batch)
         rates.append(target_tokens(batch) / (time.perf_counter() - t))
     return statistics.median(rates[3:])
 
@@ -139,28 +150,23 @@ def profile_tables(dm, batches: list, translator, sentences: list[str], rows: in
     """torch.profiler tables (self CPU time per op) of training steps in fp32 and bf16 and of greedy decoding."""
     from torch.profiler import ProfilerActivity, profile
 
-    from seq2seq_lit.model import Seq2Seq
-    from seq2seq_lit.module import masked_nll
     from seq2seq_lit.translator import DecodingConfig
 
-    model = Seq2Seq(len(dm.src_tokenizer), len(dm.tgt_tokenizer), REF["word_vec_size"], REF["hidden_size"],
-                    REF["n_layers"], REF["dropout"]).train()  # fmt: skip
+    model = reference_model(dm).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def train_steps(bf16: bool) -> None:
         for batch in batches[:5]:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                log_probs = model(batch["src"], batch["src_lengths"], batch["tgt"][:, :-1])
-                loss_sum, _, n = masked_nll(log_probs, batch["tgt"][:, 1:])
-            (loss_sum / n).backward()
-            opt.step()
-            opt.zero_grad()
+            bare_step(model, opt, batch, bf16)
 
     sections = []
     for title, work in [
         ("training, fp32, 5 steps of 64 sentences", lambda: train_steps(False)),
         ("training, bf16 autocast, 5 steps of 64 sentences", lambda: train_steps(True)),
-        ("greedy decoding, fp32, 200 sentences", lambda: translator.translate(sentences[:200], DecodingConfig(1))),
+        (
+            "greedy decoding, fp32, 200 sentences",
+            lambda: translator.translate(sentences[:200], DecodingConfig(beam_size=1)),
+        ),
     ]:
         work()  # warm-up
         with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -258,10 +264,7 @@ def main() -> None:
         translator = Translator.from_checkpoint(ckpt)
         res["decoding_model"] = str(ckpt.relative_to(ROOT) if ckpt.is_relative_to(ROOT) else ckpt)
     else:  # an untrained model runs every output to the length limit: a pessimistic figure
-        from seq2seq_lit.model import Seq2Seq
-
-        model = Seq2Seq(len(dm.src_tokenizer), len(dm.tgt_tokenizer), REF["word_vec_size"], REF["hidden_size"],
-                        REF["n_layers"], 0.0).eval()  # fmt: skip
+        model = reference_model(dm, dropout=0.0).eval()
         translator = Translator(model, dm.src_tokenizer, dm.tgt_tokenizer, 100)
         res["decoding_model"] = "untrained reference model (outputs run to the length limit)"
     res["greedy_sent_s"] = decoding_speed(translator, test_src, 1)
