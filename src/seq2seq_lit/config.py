@@ -61,15 +61,21 @@ def validate_data_args(data: Any) -> None:
 
 
 @dataclass
-class DecodingSettings:
+class SearchLimits:
+    """Length penalty and output length limit: one set of defaults for training-time and command decoding."""
+
+    alpha: float = 0.6  # GNMT length penalty ((5 + len) / 6) ** alpha
+    max_len_a: float = 1.5  # outputs stop at max_len_a * src_len + max_len_b tokens
+    max_len_b: int = 10
+
+
+@dataclass
+class DecodingSettings(SearchLimits):
     """How the module decodes during validation (val/bleu) and testing (test/bleu)."""
 
     val_bleu: bool = True
     val_beam_size: int = 1
     test_beam_size: int = 5
-    alpha: float = 0.6
-    max_len_a: float = 1.5
-    max_len_b: int = 10
     attention_plots: int = 2
 
 
@@ -144,14 +150,11 @@ class TrainConfig:
 
 
 @dataclass
-class DecodingConfig:
+class DecodingConfig(SearchLimits):
     """Search settings for translating: shared by the Translator and the translate/evaluate commands."""
 
     beam_size: int = 5
     n_best: int = 1
-    alpha: float = 0.6
-    max_len_a: float = 1.5
-    max_len_b: int = 10
     max_tokens: int = 4096
     bf16: bool = False  # run the decoder under bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)
 
