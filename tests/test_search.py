@@ -159,3 +159,25 @@ def test_greedy_on_a_batch_equals_greedy_per_sentence(seed: int) -> None:
         steps = batched.lengths[i, 0].item()
         torch.testing.assert_close(batched.attention[i, 0, :steps].sum(-1), torch.ones(steps))
         assert torch.all(batched.attention[i, 0, steps:] == 0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_finished_sentences_leave_the_beam_batch(seed: int) -> None:
+    chain = RandomChain(seed)
+    _, src, lengths = random_batch(seed)
+    rows = []
+    decode = chain.decode
+    chain.decode = lambda y, memory, state: (rows.append(y.size(0)), decode(y, memory, state))[1]
+    batched = beam_search(chain, src, lengths, beam_size=3, n_best=2, alpha=0.6, return_attention=True)
+    # Sentences stop at different steps, and the decoder then runs on k rows per sentence still going.
+    assert rows[0] == 3 * src.size(0) and rows[-1] < rows[0] and rows == sorted(rows, reverse=True)
+    chain.decode = decode
+    for i in range(src.size(0)):
+        n = lengths[i].item()
+        single = beam_search(chain, src[i : i + 1, :n], lengths[i : i + 1], beam_size=3, n_best=2, alpha=0.6,
+                             return_attention=True)  # fmt: skip
+        assert single.token_lists()[0] == batched.token_lists()[i]
+        torch.testing.assert_close(single.scores[0], batched.scores[i])
+        for j, steps in enumerate(batched.lengths[i].tolist()):  # the chain attends uniformly, PAD included
+            torch.testing.assert_close(batched.attention[i, j, :steps].sum(-1), torch.ones(steps))
+            assert torch.all(batched.attention[i, j, steps:] == 0)

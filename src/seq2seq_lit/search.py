@@ -110,70 +110,80 @@ def beam_search(
     max_len, src_len = int(limit.max()), src.size(1)
     neg_inf = float("-inf")
 
-    # Live hypotheses: k per sentence; only the first is real at the start.
-    live_lp = torch.full((batch, k), neg_inf, device=device)
-    live_lp[:, 0] = 0.0
-    live_tokens = src.new_empty((batch * k, 0))
-    live_attn = torch.zeros(batch * k, 0, src_len, device=device) if return_attention else None
     # Finished hypotheses: the best k per sentence, by normalised score.
     fin_score = torch.full((batch, k), neg_inf, device=device)
     fin_lp = torch.full((batch, k), neg_inf, device=device)
     fin_tokens = src.new_full((batch, k, max_len), PAD_ID)
     fin_len = torch.ones(batch, k, dtype=torch.long, device=device)
     fin_attn = torch.zeros(batch, k, max_len, src_len, device=device) if return_attention else None
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
-    offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)
+    # Sentences still decoding (indices into the batch); a sentence that is done leaves the decoder batch,
+    # so the tensors below have one row per active sentence (or k, one per live hypothesis).
+    active = torch.arange(batch, device=device)
+    # Live hypotheses: k per sentence; only the first is real at the start.
+    live_lp = torch.full((batch, k), neg_inf, device=device)
+    live_lp[:, 0] = 0.0
+    live_tokens = src.new_empty((batch * k, 0))
+    live_attn = torch.zeros(batch * k, 0, src_len, device=device) if return_attention else None
     cand_order = torch.arange(2 * k, device=device)
     y = src.new_full((batch * k, 1), BOS_ID)
 
     for t in range(max_len):
         step_lp, attn, state = model.decode(y, memory, state)
-        vocab = step_lp.size(-1)
-        lp = step_lp[:, -1].view(batch, k, vocab)
-        at_limit = t + 1 >= limit
+        n, vocab = active.numel(), step_lp.size(-1)
+        lp = step_lp[:, -1].view(n, k, vocab)
+        at_limit = t + 1 >= limit[active]
         not_eos = torch.arange(vocab, device=device) != EOS_ID
-        lp = lp.masked_fill(at_limit.view(batch, 1, 1) & not_eos, neg_inf)
-        cand_lp, cand = (live_lp.unsqueeze(2) + lp).view(batch, k * vocab).topk(2 * k, dim=1)
-        # |cand_lp| = |cand| = (batch_size, 2 * beam_size); at most k of them end in EOS
+        lp = lp.masked_fill(at_limit.view(n, 1, 1) & not_eos, neg_inf)
+        cand_lp, cand = (live_lp.unsqueeze(2) + lp).view(n, k * vocab).topk(2 * k, dim=1)
+        # |cand_lp| = |cand| = (n_active, 2 * beam_size); at most k of them end in EOS
         beam, token = cand // vocab, cand % vocab
+        offsets = (torch.arange(n, device=device) * k).unsqueeze(1)
         source_row = (offsets + beam).view(-1)
         is_eos = token == EOS_ID
 
         # EOS candidates ranked among the top k end here (as in fairseq, so beam 1 is greedy) and join
         # the finished pool if they rank among its best k.
-        ending = is_eos & (cand_order < k) & ~done.unsqueeze(1)
+        ending = is_eos & (cand_order < k)
         eos_score = (cand_lp / length_penalty(t + 1, alpha)).masked_fill(~ending, neg_inf)
-        if bool((eos_score > neg_inf).any()):
-            prefix = live_tokens.index_select(0, source_row).view(batch, 2 * k, t)
+        if bool(ending.any()):
+            prefix = live_tokens.index_select(0, source_row).view(n, 2 * k, t)
             new_tokens = torch.cat(
-                [prefix, token.unsqueeze(2), prefix.new_full((batch, 2 * k, max_len - t - 1), PAD_ID)], 2
+                [prefix, token.unsqueeze(2), prefix.new_full((n, 2 * k, max_len - t - 1), PAD_ID)], 2
             )
-            fin_score, pick = torch.cat([fin_score, eos_score], 1).topk(k, dim=1)
-            fin_lp = torch.cat([fin_lp, cand_lp], 1).gather(1, pick)
-            fin_len = torch.cat([fin_len, torch.full_like(cand_lp, t + 1, dtype=torch.long)], 1).gather(1, pick)
-            all_tokens = torch.cat([fin_tokens, new_tokens], 1)
-            fin_tokens = all_tokens.gather(1, pick.unsqueeze(2).expand(-1, -1, max_len))
+            score, pick = torch.cat([fin_score[active], eos_score], 1).topk(k, dim=1)
+            fin_score[active] = score
+            fin_lp[active] = torch.cat([fin_lp[active], cand_lp], 1).gather(1, pick)
+            ended_len = torch.full_like(cand_lp, t + 1, dtype=torch.long)
+            fin_len[active] = torch.cat([fin_len[active], ended_len], 1).gather(1, pick)
+            all_tokens = torch.cat([fin_tokens[active], new_tokens], 1)
+            fin_tokens[active] = all_tokens.gather(1, pick.unsqueeze(2).expand(-1, -1, max_len))
             if return_attention:
                 steps = torch.cat([live_attn, attn[:, -1:]], 1).index_select(0, source_row)
-                pad = steps.new_zeros(batch * 2 * k, max_len - t - 1, src_len)
-                new_attn = torch.cat([steps, pad], 1).view(batch, 2 * k, max_len, src_len)
-                index = pick.view(batch, k, 1, 1).expand(-1, -1, max_len, src_len)
-                fin_attn = torch.cat([fin_attn, new_attn], 1).gather(1, index)
+                pad = steps.new_zeros(n * 2 * k, max_len - t - 1, src_len)
+                new_attn = torch.cat([steps, pad], 1).view(n, 2 * k, max_len, src_len)
+                index = pick.view(n, k, 1, 1).expand(-1, -1, max_len, src_len)
+                fin_attn[active] = torch.cat([fin_attn[active], new_attn], 1).gather(1, index)
 
         # The best k candidates that do not end in EOS stay live (stable: EOS ones sorted last).
         keep = (is_eos.long() * 2 * k + cand_order).argsort(dim=1)[:, :k]
         live_lp = cand_lp.gather(1, keep)
-        rows = (offsets + beam.gather(1, keep)).view(-1)
+        live_rows = (offsets + beam.gather(1, keep)).view(-1)
         next_token = token.gather(1, keep).view(-1, 1)
-        live_tokens = torch.cat([live_tokens.index_select(0, rows), next_token], 1)
-        if return_attention:
-            live_attn = torch.cat([live_attn, attn[:, -1:]], 1).index_select(0, rows)
-        state = reorder_state(state, rows)
 
-        best_reachable = live_lp[:, 0] / length_penalty(limit.float(), alpha)
-        done |= at_limit | (fin_score[:, n_best - 1] >= best_reachable)
-        if bool(done.all()):
-            break
+        best_reachable = live_lp[:, 0] / length_penalty(limit[active].float(), alpha)
+        done = at_limit | (fin_score[active, n_best - 1] >= best_reachable)
+        if bool(done.any()):
+            going = (~done).nonzero().squeeze(1)
+            if going.numel() == 0:
+                break
+            active, live_lp = active[going], live_lp[going]
+            going_rows = (going.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
+            live_rows, next_token = live_rows.view(n, k)[going].view(-1), next_token.view(n, k)[going].view(-1, 1)
+            memory = memory.index_select(going_rows)  # rows of a sentence are contiguous, k each
+        live_tokens = torch.cat([live_tokens.index_select(0, live_rows), next_token], 1)
+        if return_attention:
+            live_attn = torch.cat([live_attn, attn[:, -1:]], 1).index_select(0, live_rows)
+        state = reorder_state(state, live_rows)
         y = next_token
 
     used = int(fin_len[:, :n_best].max())
