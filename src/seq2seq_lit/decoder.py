@@ -81,17 +81,31 @@ class Decoder(nn.Module):
         # Input feeding makes step t depend on the attentional vector of step t-1, so the time loop
         # cannot be folded into one RNN call.
         for t in range(emb.size(1)):
-            x = torch.cat([emb[:, t], feed.squeeze(1)], dim=-1)
-            # |x| = (batch_size, word_vec_size + hidden_size)
-            h, layers = self.rnn_step(x, layers)
-            h = h.unsqueeze(1)
-            # |h| = (batch_size, 1, hidden_size)
-            context, w = self.attention(h, keys, h_src, pad_mask)
-            feed = self.dropout(torch.tanh(self.concat(torch.cat([context, h], dim=-1))))
-            # |feed| = (batch_size, 1, hidden_size)
+            feed, w, layers = self.step(emb[:, t], feed, layers, keys, h_src, pad_mask)
             outputs.append(feed)
             weights.append(w)
         return torch.cat(outputs, dim=1), torch.cat(weights, dim=1), (stack_state(layers), feed)
+
+    def step(
+        self,
+        emb: torch.Tensor,
+        feed: torch.Tensor,
+        layers: list,
+        keys: torch.Tensor,
+        h_src: torch.Tensor,
+        pad_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """One attentional step: returns the attentional vector, the attention weights and the new layers."""
+        # |emb| = (batch_size, word_vec_size), |feed| = (batch_size, 1, hidden_size)
+        x = torch.cat([emb, feed.squeeze(1)], dim=-1)
+        # |x| = (batch_size, word_vec_size + hidden_size)
+        h, layers = self.rnn_step(x, layers)
+        h = h.unsqueeze(1)
+        # |h| = (batch_size, 1, hidden_size)
+        context, w = self.attention(h, keys, h_src, pad_mask)
+        feed = self.dropout(torch.tanh(self.concat(torch.cat([context, h], dim=-1))))
+        # |feed| = (batch_size, 1, hidden_size), |w| = (batch_size, 1, src_len)
+        return feed, w, layers
 
     def rnn_step(self, x: torch.Tensor, layers: list) -> tuple[torch.Tensor, list]:
         """One time step of the stacked RNN, as explicit cells on ``self.rnn``'s own weights.
