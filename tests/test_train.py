@@ -110,7 +110,8 @@ def test_short_real_run_logs_curves_and_saves_a_self_contained_checkpoint(
     # Attention heatmaps of two fixed validation sentences: PNG in the run directory and W&B images.
     pngs = sorted((run_dir / "attention").glob("val*_step*.png"))
     assert [p.name[:4] for p in pngs] == ["val0", "val1"] and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
-    assert list((run_dir / "wandb").glob("offline-run-*/files/media/images/val/attention*.png"))
+    images = (run_dir / "wandb").glob("offline-run-*/files/media/images/val/attention_*.png")
+    assert {p.name.split("_")[1] for p in images} == {"0", "1"}  # one W&B key per sentence
 
     # The checkpoint opens with weights_only=True and carries the tokenizers and the config.
     ckpt_path = run_dir / "checkpoints" / "last.ckpt"

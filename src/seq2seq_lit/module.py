@@ -179,7 +179,9 @@ class TranslationModule(L.LightningModule):
             plt.close(fig)
         for logger in self.loggers:
             if hasattr(logger, "log_image"):  # WandbLogger
-                logger.log_image(key="val/attention", images=[str(p) for p in paths], step=self.global_step)
+                # One key per sentence: W&B warns when the images of one key differ in size.
+                for i, path in enumerate(paths):
+                    logger.log_image(key=f"val/attention_{i}", images=[str(path)], step=self.global_step)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self.shared_step(batch, "test")
@@ -232,7 +234,7 @@ class TranslationModule(L.LightningModule):
         if "_target_" not in (sched_cfg.get("scheduler") or {}):
             raise ValueError(
                 f"model.scheduler={sched_cfg} names no scheduler (model.scheduler.scheduler._target_); "
-                "choose one with model/scheduler=plateau|warmup, or remove it with ~model/scheduler"
+                "choose one with model/scheduler=plateau|plateau_bleu|warmup|cosine, or remove it with ~model/scheduler"
             )
         scheduler = instantiate(sched_cfg.pop("scheduler"))(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "name": "lr", **sched_cfg}}
