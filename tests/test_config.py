@@ -8,6 +8,7 @@ import torch
 from conftest import compose_train
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from seq2seq_lit.train import instantiate_group
@@ -103,3 +104,19 @@ def test_default_data_config_sets_up_on_multi30k(tmp_path, multi30k_root, cache_
     dm.setup("fit")
     assert len(dm.src_tokenizer) == len(dm.tgt_tokenizer) == cfg.data.vocab_size == 8000
     assert len(dm.datasets["train"]) == 29000 and len(dm.datasets["val"]) == 1014
+
+
+def test_de_en_recipe_is_the_en_de_recipe_reversed(tmp_path, multi30k_root, cache_dir) -> None:
+    en_de, de_en = (
+        OmegaConf.to_container(compose_train(tmp_path, multi30k_root, cache_dir, [f"experiment={e}"]), resolve=True)
+        for e in ("multi30k_en_de", "multi30k_de_en")
+    )
+    assert (en_de["data"]["src_lang"], en_de["data"]["tgt_lang"]) == ("en", "de")
+    assert (de_en["data"]["src_lang"], de_en["data"]["tgt_lang"]) == ("de", "en")
+    assert de_en["task_name"] == "multi30k_de_en" and "de-en" in de_en["tags"]
+    for cfg in (en_de, de_en):
+        cfg["data"].pop("src_lang"), cfg["data"].pop("tgt_lang"), cfg.pop("task_name"), cfg.pop("tags")
+        cfg["logger"]["wandb"].pop("tags", None)
+    assert en_de == de_en
+    # The learning rate decays to 0 over exactly the epochs the recipe trains.
+    assert en_de["model"]["scheduler"]["scheduler"]["T_max"] == en_de["trainer"]["max_epochs"]
