@@ -48,6 +48,12 @@ def test_nonfinite_losses_are_skipped_then_stop_training(tmp_path: Path, multi30
         state = torch.load(ckpts / later, weights_only=True)["state_dict"]
         for key, value in good["state_dict"].items():
             torch.testing.assert_close(state[key], value)
+    # The counters travel with the checkpoint, so a resumed run goes on counting (train/skipped_steps).
+    stopped = torch.load(ckpts / "interrupted.ckpt", weights_only=True)
+    assert stopped["nonfinite"] == {"skipped_steps": 3, "consecutive": 3}
+    module = TranslationModule(src_vocab_size=10, tgt_vocab_size=10, optimizer={})
+    module.on_load_checkpoint(stopped)
+    assert (module.skipped_steps, module.nonfinite_steps) == (3, 3)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

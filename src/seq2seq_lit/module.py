@@ -249,12 +249,16 @@ class TranslationModule(L.LightningModule):
         for logger in self.loggers:
             if isinstance(logger, WandbLogger):
                 checkpoint["wandb_id"] = logger.version  # resumed runs continue the same W&B run
+        checkpoint["nonfinite"] = {"skipped_steps": self.skipped_steps, "consecutive": self.nonfinite_steps}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "tokenizers" in checkpoint:
             toks = checkpoint["tokenizers"]
             self.set_tokenizers(Tokenizer.from_tensor(toks["src"]), Tokenizer.from_tensor(toks["tgt"]))
         self._rng_to_restore = checkpoint.get("rng_state")
+        nonfinite = checkpoint.get("nonfinite", {})
+        self.skipped_steps = nonfinite.get("skipped_steps", 0)
+        self.nonfinite_steps = nonfinite.get("consecutive", 0)
 
     def on_train_start(self) -> None:
         # Restored here, not at load time, so nothing between loading and the first step draws from it.
