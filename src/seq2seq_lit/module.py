@@ -178,7 +178,7 @@ class TranslationModule(L.LightningModule):
             fig.savefig(paths[-1], dpi=80)
             plt.close(fig)
         for logger in self.loggers:
-            if hasattr(logger, "log_image"):  # WandbLogger
+            if isinstance(logger, WandbLogger):
                 # One key per sentence: W&B warns when the images of one key differ in size.
                 for i, path in enumerate(paths):
                     logger.log_image(key=f"val/attention_{i}", images=[str(path)], step=self.global_step)
@@ -232,9 +232,13 @@ class TranslationModule(L.LightningModule):
             return optimizer
         sched_cfg = dict(sched_cfg)
         if "_target_" not in (sched_cfg.get("scheduler") or {}):
+            from importlib.resources import files
+
+            group = files("seq2seq_lit.conf") / "model" / "scheduler"
+            shipped = sorted(p.name.removesuffix(".yaml") for p in group.iterdir() if p.name.endswith(".yaml"))
             raise ValueError(
                 f"model.scheduler={sched_cfg} names no scheduler (model.scheduler.scheduler._target_); "
-                "choose one with model/scheduler=plateau|plateau_bleu|warmup|cosine, or remove it with ~model/scheduler"
+                f"choose one with model/scheduler={'|'.join(shipped)}, or remove it with ~model/scheduler"
             )
         scheduler = instantiate(sched_cfg.pop("scheduler"))(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "name": "lr", **sched_cfg}}

@@ -177,9 +177,8 @@ def beam_search(
             if going.numel() == 0:
                 break
             active, live_lp = active[going], live_lp[going]
-            going_rows = (going.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
             live_rows, next_token = live_rows.view(n, k)[going].view(-1), next_token.view(n, k)[going].view(-1, 1)
-            memory = memory.index_select(going_rows)  # rows of a sentence are contiguous, k each
+            memory = memory.index_select(live_rows)  # a sentence's k rows share one source
         live_tokens = torch.cat([live_tokens.index_select(0, live_rows), next_token], 1)
         if return_attention:
             live_attn = torch.cat([live_attn, attn[:, -1:]], 1).index_select(0, live_rows)
