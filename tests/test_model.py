@@ -105,3 +105,22 @@ def test_decoder_cells_equal_the_rnn_module(rnn: str) -> None:
         torch.utils._pytree.tree_leaves(stack_state(layers)), torch.utils._pytree.tree_leaves(want_state)
     ):
         torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("rnn", ["lstm", "gru"])
+def test_decoder_cells_follow_weight_updates_while_decoding(rnn: str) -> None:
+    """With gradients off the fused cell weights are reused across steps, but never after a weight changed."""
+    from seq2seq_lit.decoder import Decoder, unstack_state
+
+    torch.manual_seed(0)
+    decoder = Decoder(13, 8, 10, n_layers=2, dropout=0.0, rnn=rnn).eval()
+    x = torch.randn(4, 18)
+    state = tuple(torch.randn(2, 4, 10) for _ in range(2)) if rnn == "lstm" else torch.randn(2, 4, 10)
+    with torch.no_grad():
+        for _ in range(2):
+            want, _ = decoder.rnn(x.unsqueeze(1), state)
+            got, _ = decoder.rnn_step(x, unstack_state(state))
+            torch.testing.assert_close(got, want.squeeze(1))
+            assert decoder.cells() is decoder.cells()  # reused while nothing changes
+            decoder.rnn.weight_hh_l1.mul_(0.5)  # in place, as an optimizer step or load_state_dict
+            decoder.rnn.bias_ih_l0.add_(1.0)

@@ -44,6 +44,7 @@ class Decoder(nn.Module):
         # On the embeddings and on each output (the attentional vector, which is also fed back), as in
         # OpenNMT; the RNN's own dropout only acts between its layers.
         self.dropout = nn.Dropout(dropout)
+        self._cells_cache: tuple | None = None
 
     def init_state(self, encoder_state: State, batch_size: int) -> DecoderState:
         """The encoder's final state, directions merged per layer, and a zero attentional vector."""
@@ -77,11 +78,11 @@ class Decoder(nn.Module):
             return self.dropout(out), None, (rnn_state, None)
 
         outputs, weights = [], []
-        layers = unstack_state(rnn_state)
+        layers, cells = unstack_state(rnn_state), self.cells()
         # Input feeding makes step t depend on the attentional vector of step t-1, so the time loop
         # cannot be folded into one RNN call.
         for t in range(emb.size(1)):
-            feed, w, layers = self.step(emb[:, t], feed, layers, keys, h_src, pad_mask)
+            feed, w, layers = self.step(emb[:, t], feed, layers, cells, keys, h_src, pad_mask)
             outputs.append(feed)
             weights.append(w)
         return torch.cat(outputs, dim=1), torch.cat(weights, dim=1), (stack_state(layers), feed)
@@ -91,6 +92,7 @@ class Decoder(nn.Module):
         emb: torch.Tensor,
         feed: torch.Tensor,
         layers: list,
+        cells: list,
         keys: torch.Tensor,
         h_src: torch.Tensor,
         pad_mask: torch.Tensor,
@@ -99,7 +101,7 @@ class Decoder(nn.Module):
         # |emb| = (batch_size, word_vec_size), |feed| = (batch_size, 1, hidden_size)
         x = torch.cat([emb, feed.squeeze(1)], dim=-1)
         # |x| = (batch_size, word_vec_size + hidden_size)
-        h, layers = self.rnn_step(x, layers)
+        h, layers = self.rnn_step(x, layers, cells)
         h = h.unsqueeze(1)
         # |h| = (batch_size, 1, hidden_size)
         context, w = self.attention(h, keys, h_src, pad_mask)
@@ -107,27 +109,57 @@ class Decoder(nn.Module):
         # |feed| = (batch_size, 1, hidden_size), |w| = (batch_size, 1, src_len)
         return feed, w, layers
 
-    def rnn_step(self, x: torch.Tensor, layers: list) -> tuple[torch.Tensor, list]:
+    def cells(self) -> list[tuple[torch.Tensor, ...]]:
+        """Per layer, the weights ``rnn_step`` multiplies by; built once per ``forward``, not per step.
+
+        An LSTM layer's two products are fused into one, ``[x; h] @ [W_ih | W_hh]^T + (b_ih + b_hh)``:
+        one larger matmul instead of two and an add (BENCHMARKS.md). A GRU keeps them apart, as its
+        candidate gate needs ``W_hn h`` on its own. With gradients off (decoding calls ``forward`` once
+        per output token) the fused weights are kept until a weight changes.
+        """
+        # Autocast caches its casts of parameters only, so it would cast fused weights at every step.
+        device = self.rnn.weight_ih_l0.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        if torch.is_grad_enabled():
+            return self._build_cells(dtype)
+        key = (dtype, *((p.data_ptr(), p._version) for p in self.rnn.parameters()))
+        if self._cells_cache is None or self._cells_cache[0] != key:
+            self._cells_cache = (key, self._build_cells(dtype))
+        return self._cells_cache[1]
+
+    def _build_cells(self, dtype: torch.dtype | None = None) -> list[tuple[torch.Tensor, ...]]:
+        rnn, cells = self.rnn, []
+        for i in range(rnn.num_layers):
+            w_ih, w_hh = getattr(rnn, f"weight_ih_l{i}"), getattr(rnn, f"weight_hh_l{i}")
+            b_ih, b_hh = getattr(rnn, f"bias_ih_l{i}"), getattr(rnn, f"bias_hh_l{i}")
+            if isinstance(rnn, nn.LSTM):
+                cells.append((torch.cat([w_ih, w_hh], dim=1), b_ih + b_hh))
+            else:
+                cells.append((w_ih, b_ih, w_hh, b_hh))
+        return [tuple(w.to(dtype) for w in cell) for cell in cells] if dtype is not None else cells
+
+    def rnn_step(self, x: torch.Tensor, layers: list, cells: list | None = None) -> tuple[torch.Tensor, list]:
         """One time step of the stacked RNN, as explicit cells on ``self.rnn``'s own weights.
 
         Same result as calling ``self.rnn`` on a length-1 sequence, but per-step matmuls (forward and
         backward) run about 1.6x faster than a oneDNN RNN call per step (BENCHMARKS.md).
-        ``layers`` holds each layer's state: ``(h, c)`` for an LSTM, ``h`` for a GRU, each ``(batch, hidden)``.
+        ``layers`` holds each layer's state: ``(h, c)`` for an LSTM, ``h`` for a GRU, each ``(batch, hidden)``;
+        ``cells`` is ``self.cells()``, passed in so a time loop builds it once.
         """
-        rnn, new_layers = self.rnn, []
-        for i, state in enumerate(layers):
+        cells, new_layers = cells if cells is not None else self.cells(), []
+        for i, (state, weights) in enumerate(zip(layers, cells)):
             if i > 0:
-                x = F.dropout(x, rnn.dropout, self.training)  # as nn.LSTM/GRU: between layers
-            w_ih, w_hh = getattr(rnn, f"weight_ih_l{i}"), getattr(rnn, f"weight_hh_l{i}")
-            b_ih, b_hh = getattr(rnn, f"bias_ih_l{i}"), getattr(rnn, f"bias_hh_l{i}")
+                x = F.dropout(x, self.rnn.dropout, self.training)  # as nn.LSTM/GRU: between layers
             if isinstance(state, tuple):  # LSTM, gates in PyTorch's order i, f, g, o
                 h, c = state
-                gates = F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh)
+                gates = F.linear(torch.cat([x, h], dim=-1), *weights)
+                # |gates| = (batch_size, 4 * hidden_size)
                 i_gate, f_gate, g_gate, o_gate = gates.chunk(4, dim=-1)
                 c = torch.sigmoid(f_gate) * c + torch.sigmoid(i_gate) * torch.tanh(g_gate)
                 x = torch.sigmoid(o_gate) * torch.tanh(c)
                 new_layers.append((x, c))
             else:  # GRU, gates in PyTorch's order r, z, n
+                w_ih, b_ih, w_hh, b_hh = weights
                 gi_r, gi_z, gi_n = F.linear(x, w_ih, b_ih).chunk(3, dim=-1)
                 gh_r, gh_z, gh_n = F.linear(state, w_hh, b_hh).chunk(3, dim=-1)
                 r, z = torch.sigmoid(gi_r + gh_r), torch.sigmoid(gi_z + gh_z)
