@@ -1,10 +1,11 @@
-"""Benchmark harness: ``python benchmarks/bench.py [--quick] [--json PATH] [--ckpt PATH]``.
+"""Benchmark harness: ``python benchmarks/bench.py [--quick] [--json PATH] [--ckpt PATH] [--device cuda]``.
 
 Measures, in one process, on real Multi30k en->de batches with the reference configuration
 (word_vec_size=256, hidden_size=512, n_layers=2, BPE 8000 per side, 64-sentence batches): training
 throughput through the Lightning Trainer (fp32, bf16-mixed) and in a bare PyTorch loop, decoding speed,
 padding efficiency, peak RSS, the machine's matmul ceilings and model-FLOPs utilisation, and the start-up
 time of ``python -m seq2seq_lit.train --help``. Prints a Markdown table; writes JSON with --json.
+``--device cuda`` runs the model, the ceilings and the decoding on the GPU (timings synchronise the device).
 """
 
 from __future__ import annotations
@@ -36,14 +37,23 @@ TARGETS = {
 }
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 20) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def sync(device: str) -> None:
+    """Wait for the device's queued work, so wall-clock timings cover it (a no-op on the CPU)."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_gflops(dtype: torch.dtype, device: str = "cpu", reps: int = 20) -> float:
+    n = 8192 if device.startswith("cuda") else 2048  # a GPU needs a larger product to reach its peak
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     for _ in range(3):
         a @ b
     times = []
     for _ in range(reps):
+        sync(device)
         t = time.perf_counter()
         a @ b
+        sync(device)
         times.append(time.perf_counter() - t)
     # The best of the repetitions: a ceiling, and the VM's neighbours only ever slow a repetition down.
     return 2 * n**3 / min(times) / 1e9
@@ -66,7 +76,7 @@ def target_tokens(batch: dict) -> int:
     return int((batch["tgt"][:, 1:] != 0).sum())
 
 
-def lightning_throughput(dm, batches: list, precision: str, steps: int) -> tuple[float, float]:
+def lightning_throughput(dm, batches: list, precision: str, steps: int, device: str = "cpu") -> tuple[float, float]:
     """Median target tokens/s per step, and the median step time, through the real Trainer."""
     import lightning as L
 
@@ -77,9 +87,11 @@ def lightning_throughput(dm, batches: list, precision: str, steps: int) -> tuple
             self.rates: list[float] = []
 
         def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+            sync(device)
             self.t = time.perf_counter()
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            sync(device)
             self.rates.append(target_tokens(batch) / (time.perf_counter() - self.t))
 
     torch.manual_seed(0)
@@ -91,7 +103,7 @@ def lightning_throughput(dm, batches: list, precision: str, steps: int) -> tuple
     trainer = L.Trainer(
         max_steps=steps, precision=precision, gradient_clip_val=5.0, limit_val_batches=0, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
-        accelerator="cpu", devices=1,
+        accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1,
     )  # fmt: skip
     # batch_size=None: the loader hands out the prepared batches unchanged, in order.
     trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
@@ -110,7 +122,7 @@ def bare_step(model, opt: torch.optim.Optimizer, batch: dict, bf16: bool = False
     """One training step as the Trainer runs it (masked NLL, clipping at 5, Adam), in plain PyTorch."""
     from seq2seq_lit.module import masked_nll
 
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(batch["src"].device.type, dtype=torch.bfloat16, enabled=bf16):
         log_probs = model(batch["src"], batch["src_lengths"], batch["tgt"][:, :-1])
         loss_sum, _, n = masked_nll(log_probs, batch["tgt"][:, 1:])
     (loss_sum / n).backward()
@@ -119,15 +131,18 @@ def bare_step(model, opt: torch.optim.Optimizer, batch: dict, bf16: bool = False
     opt.zero_grad()
 
 
-def bare_throughput(dm, batches: list, steps: int) -> float:
+def bare_throughput(dm, batches: list, steps: int, device: str = "cpu") -> float:
     """Median target tokens/s of the same model, batches, optimizer and clipping in a plain PyTorch loop."""
     torch.manual_seed(0)
-    model = reference_model(dm).train()
+    model = reference_model(dm).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     rates = []
     for batch in batches[:steps]:
+        # Lightning moves each batch to the device inside the step it times, so the bare loop does too.
+        sync(device)
         t = time.perf_counter()
-        bare_step(model, opt, batch)
+        bare_step(model, opt, {k: v.to(device) for k, v in batch.items()})
+        sync(device)
         rates.append(target_tokens(batch) / (time.perf_counter() - t))
     return statistics.median(rates[3:])
 
@@ -138,25 +153,30 @@ def training_rss_mb(args: argparse.Namespace, steps: int) -> float:
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import bench; "
         "dm, batches = bench.reference_batches(*sys.argv[2:4], int(sys.argv[4])); "
-        "bench.lightning_throughput(dm, batches, '32-true', int(sys.argv[4])); "
+        "bench.lightning_throughput(dm, batches, '32-true', int(sys.argv[4]), sys.argv[5]); "
         "print(next(line for line in open('/proc/self/status') if line.startswith('VmHWM:')).split()[1])"
     )
     cmd = [sys.executable, "-c", code, str(Path(__file__).parent), str(args.data), str(args.cache), str(steps)]
+    cmd.append(args.device)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return int(out.split()[-1]) / 1024
 
 
-def profile_tables(dm, batches: list, translator, sentences: list[str], rows: int = 12) -> str:
-    """torch.profiler tables (self CPU time per op) of training steps in fp32 and bf16 and of greedy decoding."""
+def profile_tables(dm, batches: list, translator, sentences: list[str], device: str = "cpu", rows: int = 12) -> str:
+    """torch.profiler tables of training steps in fp32 and bf16 and of greedy decoding: self CPU time per op,
+    or self CUDA time on a GPU."""
     from torch.profiler import ProfilerActivity, profile
 
     from seq2seq_lit.translator import DecodingConfig
 
-    model = reference_model(dm).train()
+    model = reference_model(dm).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    on_device = [{k: v.to(device) for k, v in batch.items()} for batch in batches[:5]]
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
 
     def train_steps(bf16: bool) -> None:
-        for batch in batches[:5]:
+        for batch in on_device:
             bare_step(model, opt, batch, bf16)
 
     sections = []
@@ -169,9 +189,11 @@ def profile_tables(dm, batches: list, translator, sentences: list[str], rows: in
         ),
     ]:
         work()  # warm-up
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=activities) as prof:
             work()
-        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=40)
+            sync(device)
+        sort_by = "self_device_time_total" if cuda else "self_cpu_time_total"
+        table = prof.key_averages().table(sort_by=sort_by, row_limit=rows, max_name_column_width=40)
         sections.append(f"### {title}\n\n```\n{table}```\n")
     return "\n".join(sections)
 
@@ -188,15 +210,17 @@ def reference_batches(data: str, cache: str, steps: int) -> tuple:
     return dm, [b for _, b in zip(range(steps), dm.train_dataloader())]
 
 
-def decoding_speed(translator, sentences: list[str], beam: int, bf16: bool = False) -> float:
+def decoding_speed(translator, sentences: list[str], beam: int, bf16: bool = False, device: str = "cpu") -> float:
     from seq2seq_lit.translator import DecodingConfig
 
     cfg = DecodingConfig(beam_size=beam, max_tokens=4096, bf16=bf16)
     translator.translate(sentences[:64], cfg)  # warm-up
     runs = []
     for _ in range(2):
+        sync(device)
         t = time.perf_counter()
         translator.translate(sentences, cfg)
+        sync(device)
         runs.append(len(sentences) / (time.perf_counter() - t))
     return statistics.median(runs)
 
@@ -227,6 +251,7 @@ def main() -> None:
         "--ckpt", type=Path, help="trained checkpoint for the decoding figures (default: newest recipe run)"
     )
     parser.add_argument("--profile", type=Path, help="also write torch.profiler tables (Markdown) here")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the model, the ceilings and decoding)")
     args = parser.parse_args()
 
     from seq2seq_lit.sampler import BucketBatchSampler
@@ -242,15 +267,16 @@ def main() -> None:
     positions = sum(len(b) * int(src[b].max() + tgt[b].max()) for b in sampler)
     res["padding_efficiency"] = real / positions
 
-    res["matmul_gflops_fp32"] = matmul_gflops(torch.float32)
-    res["matmul_gflops_bf16"] = matmul_gflops(torch.bfloat16)
+    res["matmul_gflops_fp32"] = matmul_gflops(torch.float32, args.device)
+    res["matmul_gflops_bf16"] = matmul_gflops(torch.bfloat16, args.device)
     # Lightning and the bare loop alternate (L, bare, L, bare) so neither gains from running second.
-    rounds = [(lightning_throughput(dm, batches, "32-true", steps)[0], bare_throughput(dm, batches, steps))
+    rounds = [(lightning_throughput(dm, batches, "32-true", steps, args.device)[0],
+               bare_throughput(dm, batches, steps, args.device))
               for _ in range(1 if args.quick else 2)]  # fmt: skip
     res["train_tok_s_fp32"] = statistics.median(r[0] for r in rounds)
     res["train_tok_s_bare_fp32"] = statistics.median(r[1] for r in rounds)
     res["lightning_overhead"] = 1 - res["train_tok_s_fp32"] / res["train_tok_s_bare_fp32"]
-    res["train_tok_s_bf16"], _ = lightning_throughput(dm, batches, "bf16-mixed", steps)
+    res["train_tok_s_bf16"], _ = lightning_throughput(dm, batches, "bf16-mixed", steps, args.device)
     res["bf16_speedup"] = res["train_tok_s_bf16"] / res["train_tok_s_fp32"]
     dims = (len(dm.tgt_tokenizer), REF["word_vec_size"], REF["hidden_size"], REF["n_layers"])
     flops_per_tok = statistics.median(train_flops(b, *dims) / target_tokens(b) for b in batches)
@@ -261,21 +287,24 @@ def main() -> None:
     ckpt = args.ckpt or newest_recipe_checkpoint()
     test_src = dm.raw["test_2016_flickr"].src[: 300 if args.quick else 1000]
     if ckpt is not None:
-        translator = Translator.from_checkpoint(ckpt)
+        translator = Translator.from_checkpoint(ckpt, args.device)
         res["decoding_model"] = str(ckpt.relative_to(ROOT) if ckpt.is_relative_to(ROOT) else ckpt)
     else:  # an untrained model runs every output to the length limit: a pessimistic figure
-        model = reference_model(dm, dropout=0.0).eval()
+        model = reference_model(dm, dropout=0.0).to(args.device).eval()
         translator = Translator(model, dm.src_tokenizer, dm.tgt_tokenizer, 100)
         res["decoding_model"] = "untrained reference model (outputs run to the length limit)"
-    res["greedy_sent_s"] = decoding_speed(translator, test_src, 1)
-    res["beam5_sent_s"] = decoding_speed(translator, test_src, 5)
-    res["greedy_sent_s_bf16"] = decoding_speed(translator, test_src, 1, bf16=True)
-    res["beam5_sent_s_bf16"] = decoding_speed(translator, test_src, 5, bf16=True)
+    res["greedy_sent_s"] = decoding_speed(translator, test_src, 1, device=args.device)
+    res["beam5_sent_s"] = decoding_speed(translator, test_src, 5, device=args.device)
+    res["greedy_sent_s_bf16"] = decoding_speed(translator, test_src, 1, bf16=True, device=args.device)
+    res["beam5_sent_s_bf16"] = decoding_speed(translator, test_src, 5, bf16=True, device=args.device)
     res["help_s"] = help_seconds()
     res["peak_rss_mb"] = training_rss_mb(args, steps)
     res["peak_rss_mb_harness"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cpu = platform.processor() or platform.machine()
     res["machine"] = f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    if args.device.startswith("cuda"):
+        res["machine"] += f", {torch.cuda.get_device_name()}"
+        res["peak_gpu_mem_mb_harness"] = torch.cuda.max_memory_allocated() / 2**20
     res["quick"] = args.quick
 
     print("| figure | value | target |\n| --- | --- | --- |")
@@ -294,7 +323,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
     if args.profile:
-        args.profile.write_text(profile_tables(dm, batches, translator, test_src))
+        args.profile.write_text(profile_tables(dm, batches, translator, test_src, args.device))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,12 @@ TRAINED_OVERRIDES = [
     "trainer.limit_val_batches=2",
     "test=false",
 ]
+
+
+def command(module: str, args: list[str], stdin: bytes = b"", cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m seq2seq_lit.<module> ARGS`` as a real subprocess, W&B offline."""
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    return subprocess.run(
+        [sys.executable, "-m", f"seq2seq_lit.{module}", *args], input=stdin, cwd=cwd, env=env, capture_output=True,
+        timeout=300,
+    )  # fmt: skip

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import command
 
 from seq2seq_lit.translator import DecodingConfig, Translator
 
 SENTENCES = ["A man is riding a bicycle.", "", "Two dogs are playing in the snow.", "A woman sings.", ""]
-
-
-def command(module: str, args: list[str], stdin: bytes = b"", cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    return subprocess.run(
-        [sys.executable, "-m", f"seq2seq_lit.{module}", *args], input=stdin, cwd=cwd, env=env, capture_output=True,
-        timeout=300,
-    )  # fmt: skip
 
 
 def test_translate_keeps_line_alignment_and_creates_nothing(trained_ckpt: Path, tmp_path: Path) -> None:
@@ -155,3 +147,14 @@ def test_truncated_or_mismatched_checkpoint_names_the_file(trained_ckpt: Path, t
     result = command("translate", [f"ckpt_path={truncated}"], b"A dog.\n")
     assert result.returncode == 1 and "not a readable seq2seq_lit checkpoint" in result.stderr.decode()
     assert "Traceback" not in result.stderr.decode()
+
+
+@pytest.mark.filterwarnings("ignore:for .* copying from a non-meta parameter")
+def test_checkpoint_loads_onto_another_device(trained_ckpt: Path) -> None:
+    # The tokenizers stay on the CPU (SentencePiece reads them through NumPy) while the model goes to the
+    # device: ``translate device=cuda`` once failed here. The meta device stands in for a GPU.
+    from seq2seq_lit.translator import load_checkpoint
+
+    ckpt = load_checkpoint(trained_ckpt, "meta")
+    assert {p.device.type for p in ckpt.model.parameters()} == {"meta"}
+    assert ckpt.tgt_tokenizer.decode([ckpt.tgt_tokenizer.encode(["Ein Hund."])[0]]) == ["Ein Hund."]

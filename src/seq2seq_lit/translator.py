@@ -151,7 +151,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
 
     Needs neither Lightning nor the training config, so translation starts fast.
     """
-    ckpt = read_checkpoint(path, map_location=device)
+    # Read on the CPU: the tokenizers are byte tensors that SentencePiece reads through NumPy.
+    ckpt = read_checkpoint(path)
     hparams, weights, toks = ckpt["hyper_parameters"], ckpt["state_dict"], ckpt["tokenizers"]
     args = {k: hparams[k] for k in inspect.signature(Seq2Seq).parameters if k in hparams}
     model = Seq2Seq(**args).to(device)

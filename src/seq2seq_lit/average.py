@@ -1,0 +1,77 @@
+"""Average the weights of checkpoints of one run: ``python -m seq2seq_lit.average -o OUT.ckpt IN.ckpt ...``.
+
+The classic NMT trick (fairseq's ``average_checkpoints``, OpenNMT's ``average_models``): the mean of the
+last epochs' weights usually translates a little better than any one of them. The result is for decoding
+(``translate``, ``evaluate``): it keeps the tokenizers and hyper-parameters but no optimizer state, so it
+does not resume training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seq2seq_lit.checkpoint import ARCHITECTURE_KEYS, read_checkpoint
+
+
+def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
+    """The element-wise mean of the checkpoints' weights, with the first one's hyper-parameters and tokenizers.
+
+    Every checkpoint must have the same architecture, tokenizers and weight names; the error names the one
+    that differs.
+    """
+    if not paths:
+        raise ValueError("no checkpoints to average")
+    first = read_checkpoint(paths[0])
+    hparams, tokenizers = first["hyper_parameters"], first["tokenizers"]
+    # Sum in float64 so the mean of many checkpoints rounds once, then store in each weight's own dtype.
+    total = {k: v.double() for k, v in first["state_dict"].items()}
+    for path in paths[1:]:
+        ckpt = read_checkpoint(path)
+        diffs = [k for k in ARCHITECTURE_KEYS if ckpt["hyper_parameters"].get(k) != hparams.get(k)]
+        diffs += [f"the {s} tokenizer" for s in ("src", "tgt") if not torch.equal(ckpt["tokenizers"][s], tokenizers[s])]
+        if set(ckpt["state_dict"]) != set(total):
+            diffs.append("the weight names")
+        if diffs:
+            raise ValueError(f"{path}: differs from {paths[0]} in {', '.join(diffs)}; average checkpoints of one run")
+        for name, value in ckpt["state_dict"].items():
+            total[name] += value.double()
+    weights = {k: (v / len(paths)).to(first["state_dict"][k].dtype) for k, v in total.items()}
+    return {
+        "state_dict": weights,
+        "hyper_parameters": hparams,
+        "tokenizers": tokenizers,
+        "averaged_from": [str(p) for p in paths],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m seq2seq_lit.average", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", nargs="+", type=Path, help="checkpoints of one run (e.g. the last epochs)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="where to write the average")
+    parser.add_argument("--force", action="store_true", help="replace --output if it exists")
+    args = parser.parse_args(argv)
+    try:
+        if args.output.exists() and not args.force:
+            raise ValueError(f"{args.output} exists; pass --force to replace it")
+        if not args.output.parent.is_dir():
+            raise ValueError(f"{args.output}: no such directory {args.output.parent}")
+        if args.output.resolve() in {p.resolve() for p in args.checkpoints}:
+            raise ValueError(f"{args.output} is one of the inputs; write the average elsewhere")
+        averaged = average_checkpoints(args.checkpoints)
+        # A temporary file, then a rename: a kill mid-write never leaves a half-written checkpoint behind.
+        tmp = args.output.with_name(args.output.name + ".tmp")
+        torch.save(averaged, tmp)
+        os.replace(tmp, args.output)
+    except (ValueError, OSError) as err:
+        sys.exit(f"error: {err}")
+    print(f"averaged {len(args.checkpoints)} checkpoints into {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
