@@ -9,14 +9,15 @@ does not resume training.
 from __future__ import annotations
 
 import argparse
-import os
+import io
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from seq2seq_lit.checkpoint import ARCHITECTURE_KEYS, read_checkpoint
+from seq2seq_lit.checkpoint import architecture_differences, read_checkpoint
+from seq2seq_lit.tokenizer import write_atomic
 
 
 def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
     total = {k: v.double() for k, v in first["state_dict"].items()}
     for path in paths[1:]:
         ckpt = read_checkpoint(path)
-        diffs = [k for k in ARCHITECTURE_KEYS if ckpt["hyper_parameters"].get(k) != hparams.get(k)]
+        diffs = architecture_differences(ckpt["hyper_parameters"], hparams)
         diffs += [f"the {s} tokenizer" for s in ("src", "tgt") if not torch.equal(ckpt["tokenizers"][s], tokenizers[s])]
         if set(ckpt["state_dict"]) != set(total):
             diffs.append("the weight names")
@@ -63,11 +64,9 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError(f"{args.output}: no such directory {args.output.parent}")
         if args.output.resolve() in {p.resolve() for p in args.checkpoints}:
             raise ValueError(f"{args.output} is one of the inputs; write the average elsewhere")
-        averaged = average_checkpoints(args.checkpoints)
-        # A temporary file, then a rename: a kill mid-write never leaves a half-written checkpoint behind.
-        tmp = args.output.with_name(args.output.name + ".tmp")
-        torch.save(averaged, tmp)
-        os.replace(tmp, args.output)
+        buf = io.BytesIO()
+        torch.save(average_checkpoints(args.checkpoints), buf)
+        write_atomic(args.output, buf.getvalue(), "checkpoint")
     except (ValueError, OSError) as err:
         sys.exit(f"error: {err}")
     print(f"averaged {len(args.checkpoints)} checkpoints into {args.output}", file=sys.stderr)

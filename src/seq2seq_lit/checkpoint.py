@@ -52,13 +52,17 @@ def find_last_checkpoint(task_dir: str | Path) -> tuple[Path, dict[str, Any]]:
     )
 
 
+def architecture_differences(saved: dict[str, Any], hparams: dict[str, Any]) -> list[str]:
+    """The hyper-parameters that decide tensor shapes (``ARCHITECTURE_KEYS``) on which the two disagree."""
+    return [key for key in ARCHITECTURE_KEYS if saved.get(key) != hparams.get(key)]
+
+
 def check_resumable(ckpt: dict[str, Any], path: str | Path, hparams: dict[str, Any], tokenizers: dict) -> None:
     """Fail with the differing keys if ``ckpt`` was trained with another architecture or vocabulary."""
     saved = ckpt["hyper_parameters"]
     diffs = [
         f"model.{key}={saved.get(key)} there, {hparams.get(key)} here"
-        for key in ARCHITECTURE_KEYS
-        if saved.get(key) != hparams.get(key)
+        for key in architecture_differences(saved, hparams)
     ]
     if diffs:
         raise ValueError(

@@ -108,12 +108,12 @@ def load_or_train(cache_dir: str | Path, key: str, sentences_fn, **settings) -> 
     return tokenizer
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file and rename, so a crash never leaves a truncated cache entry."""
+def write_atomic(path: Path, data: bytes, what: str = "cache file") -> None:
+    """Write to a temporary file and rename, so a crash never leaves a truncated file; errors name ``what``."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError as err:
-        raise OSError(f"cannot write cache file {path}: {err.strerror or err}") from None
+        raise OSError(f"cannot write {what} {path}: {err.strerror or err}") from None
