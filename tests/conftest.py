@@ -18,6 +18,11 @@ MULTI30K = Path(os.environ.get("SEQ2SEQ_LIT_TEST_DATA", ROOT.parent / "shared" /
 
 register_configs()
 
+# A tiny model trained without decoding or a test stage: the fastest real `train` run.
+TINY_QUIET = [
+    "experiment=tiny", "logger=csv", "~callbacks.rich_progress_bar", "model.decoding.val_bleu=false", "test=false",
+]  # fmt: skip
+
 
 @pytest.fixture(autouse=True)
 def _no_wandb_network(monkeypatch: pytest.MonkeyPatch) -> None:

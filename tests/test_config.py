@@ -55,6 +55,8 @@ def test_trainer_options_instantiate(option: str, tmp_path, multi30k_root, cache
 @pytest.mark.parametrize("debug", [None, *options("debug")])
 def test_model_and_optimizer_instantiate(option, experiment, debug, tmp_path, multi30k_root, cache_dir) -> None:
     overrides = [f"model/scheduler={option}" if option else "~model/scheduler"]
+    if option == "cosine_budget":  # without a trainer, its length in steps has to be given
+        overrides.append("model.scheduler.scheduler.total_steps=100")
     overrides += [f"experiment={experiment}"] if experiment else []
     overrides += [f"debug={debug}"] if debug else []
     cfg = compose_train(tmp_path, multi30k_root, cache_dir, overrides)
@@ -63,7 +65,7 @@ def test_model_and_optimizer_instantiate(option, experiment, debug, tmp_path, mu
     assert isinstance(module.hparams.optimizer, dict)  # plain types, not DictConfig
     # configure_optimizers needs no trainer
     if option is None and cfg.model.scheduler:  # the experiment configures a scheduler whose group was removed
-        shipped = r"model/scheduler=cosine\|plateau\|plateau_bleu\|warmup,"
+        shipped = r"model/scheduler=cosine\|cosine_budget\|plateau\|plateau_bleu\|warmup,"
         with pytest.raises(ValueError, match=rf"names no scheduler .* {shipped}"):
             module.configure_optimizers()
         return
@@ -119,5 +121,8 @@ def test_de_en_recipe_is_the_en_de_recipe_reversed(tmp_path, multi30k_root, cach
         cfg["data"].pop("src_lang"), cfg["data"].pop("tgt_lang"), cfg.pop("task_name"), cfg.pop("tags")
         cfg["logger"]["wandb"].pop("tags", None)
     assert en_de == de_en
-    # The learning rate decays to 0 over exactly the epochs the recipe trains.
-    assert en_de["model"]["scheduler"]["scheduler"]["T_max"] == en_de["trainer"]["max_epochs"]
+    # The learning rate decays to 0 over the recipe's epochs or its time limit, whichever runs out first.
+    scheduler = en_de["model"]["scheduler"]["scheduler"]
+    assert scheduler["_target_"] == "seq2seq_lit.schedule.BudgetCosineLR" and scheduler["total_steps"] is None
+    assert scheduler["max_seconds"] == en_de["trainer"]["max_time"] == "00:00:58:00"
+    assert en_de["model"]["scheduler"]["interval"] == "step"

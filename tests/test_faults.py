@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TRAINED_OVERRIDES, compose_train
+from conftest import TINY_QUIET, TRAINED_OVERRIDES, compose_train
 
 from seq2seq_lit.module import TranslationModule
 from seq2seq_lit.train import train
 
-TINY = ["experiment=tiny", "logger=csv", "~callbacks.rich_progress_bar", "model.decoding.val_bleu=false", "test=false"]
+TINY = TINY_QUIET  # shorter at the call sites
 
 
 def test_nonfinite_losses_are_skipped_then_stop_training(tmp_path: Path, multi30k_root, cache_dir, monkeypatch) -> None:

@@ -240,7 +240,13 @@ class TranslationModule(L.LightningModule):
                 f"model.scheduler={sched_cfg} names no scheduler (model.scheduler.scheduler._target_); "
                 f"choose one with model/scheduler={'|'.join(shipped)}, or remove it with ~model/scheduler"
             )
-        scheduler = instantiate(sched_cfg.pop("scheduler"))(optimizer=optimizer)
+        scheduler_cfg = dict(sched_cfg.pop("scheduler"))
+        if "total_steps" in scheduler_cfg and scheduler_cfg["total_steps"] is None:
+            # BudgetCosineLR: the run's length in optimizer steps is known only once the trainer has the data.
+            if self._trainer is None:
+                raise ValueError("model.scheduler.scheduler.total_steps=null needs a Trainer; set it to a number")
+            scheduler_cfg["total_steps"] = self.trainer.estimated_stepping_batches
+        scheduler = instantiate(scheduler_cfg)(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "name": "lr", **sched_cfg}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -1,0 +1,79 @@
+"""A cosine learning-rate decay that ends when a step budget or a time budget runs out, whichever comes first."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+
+def parse_seconds(max_time: str | float | int | None, key: str = "max_time") -> float | None:
+    """Seconds in ``trainer.max_time``'s ``"DD:HH:MM:SS"`` form (or a number of seconds); None stays None."""
+    if max_time is None or isinstance(max_time, int | float):
+        seconds = max_time
+    else:
+        fields = str(max_time).split(":")
+        try:
+            days, hours, minutes, secs = (float(f) for f in fields)
+        except ValueError:
+            raise ValueError(f"{key}={max_time!r} is not a time in the form DD:HH:MM:SS (e.g. 00:00:58:00)") from None
+        seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
+    if seconds is not None and seconds <= 0:
+        raise ValueError(f"{key}={max_time!r} must be a positive time")
+    return seconds
+
+
+class BudgetCosineLR(LRScheduler):
+    """Per-step cosine decay from each group's lr to ``eta_min``, driven by the larger of two fractions.
+
+    progress = max(steps taken / ``total_steps``, seconds since the schedule started / ``max_seconds``).
+    A run limited by ``trainer.max_time`` then ends with its rate decayed even on a machine slower than the
+    one its epoch count was chosen on, instead of being cut off half-way down the curve. Where the steps run
+    out first (a fast machine, or ``max_seconds=None``) it is the ordinary per-step cosine and deterministic;
+    where the clock does, the rate depends on the machine's speed, so such runs do not repeat bit for bit.
+    The elapsed time is part of ``state_dict``, so a resumed run goes on from where it stopped.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        total_steps: int,
+        max_seconds: str | float | None = None,
+        eta_min: float = 0.0,
+        last_epoch: int = -1,
+    ) -> None:
+        if total_steps < 1:
+            raise ValueError(f"total_steps={total_steps} must be at least 1")
+        self.total_steps = int(total_steps)
+        self.max_seconds = parse_seconds(max_seconds, "max_seconds")
+        self.eta_min = eta_min
+        self.elapsed_before = 0.0
+        self._started = time.monotonic()
+        super().__init__(optimizer, last_epoch)
+
+    def seconds_elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self._started
+
+    def progress(self) -> float:
+        """Fraction of the budget used, in [0, 1]."""
+        fraction = self.last_epoch / self.total_steps
+        if self.max_seconds is not None:
+            fraction = max(fraction, self.seconds_elapsed() / self.max_seconds)
+        return min(fraction, 1.0)
+
+    def get_lr(self) -> list[float]:
+        factor = 0.5 * (1.0 + math.cos(math.pi * self.progress()))
+        return [self.eta_min + (base - self.eta_min) * factor for base in self.base_lrs]
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.pop("_started")  # a monotonic-clock reading means nothing in another process
+        state["elapsed_before"] = self.seconds_elapsed()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self._started = time.monotonic()
