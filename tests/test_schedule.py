@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import math
 from pathlib import Path
@@ -101,6 +102,9 @@ def test_a_bad_time_names_the_key(bad: str) -> None:
 def test_parse_seconds() -> None:
     assert parse_seconds("00:00:58:00") == 3480 and parse_seconds("01:02:03:04.5") == 93784.5
     assert parse_seconds(None) is None and parse_seconds(90) == 90
+    assert parse_seconds({"minutes": 58}) == parse_seconds(datetime.timedelta(minutes=58)) == 3480
+    with pytest.raises(ValueError, match=r"max_time=\{'minuets': 58\}: .*minuets"):
+        parse_seconds({"minuets": 58})
 
 
 def test_a_real_run_decays_to_zero_over_its_steps(tmp_path: Path, multi30k_root: Path, cache_dir: Path) -> None:

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 
-def parse_seconds(max_time: str | float | int | None, key: str = "max_time") -> float | None:
-    """Seconds in ``trainer.max_time``'s ``"DD:HH:MM:SS"`` form (or a number of seconds); None stays None."""
+def parse_seconds(max_time: str | float | Mapping | timedelta | None, key: str = "max_time") -> float | None:
+    """Seconds in any form ``trainer.max_time`` takes (``"DD:HH:MM:SS"``, a dict of timedelta arguments, a
+    timedelta) or a number of seconds; None stays None."""
     if max_time is None or isinstance(max_time, int | float):
         seconds = max_time
+    elif isinstance(max_time, timedelta):
+        seconds = max_time.total_seconds()
+    elif isinstance(max_time, Mapping):
+        try:
+            seconds = timedelta(**max_time).total_seconds()
+        except TypeError as err:
+            raise ValueError(f"{key}={dict(max_time)!r}: {err}") from None
     else:
         fields = str(max_time).split(":")
         try:
@@ -41,7 +51,7 @@ class BudgetCosineLR(LRScheduler):
         self,
         optimizer: Optimizer,
         total_steps: int,
-        max_seconds: str | float | None = None,
+        max_seconds: str | float | Mapping | timedelta | None = None,
         eta_min: float = 0.0,
         last_epoch: int = -1,
     ) -> None:
