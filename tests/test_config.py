@@ -121,8 +121,14 @@ def test_de_en_recipe_is_the_en_de_recipe_reversed(tmp_path, multi30k_root, cach
         cfg["data"].pop("src_lang"), cfg["data"].pop("tgt_lang"), cfg.pop("task_name"), cfg.pop("tags")
         cfg["logger"]["wandb"].pop("tags", None)
     assert en_de == de_en
-    # The learning rate decays to 0 over the recipe's epochs or its time limit, whichever runs out first.
-    scheduler = en_de["model"]["scheduler"]["scheduler"]
+    # The learning rate decays to 0 over exactly the epochs the recipe trains.
+    assert en_de["model"]["scheduler"]["scheduler"]["T_max"] == en_de["trainer"]["max_epochs"]
+
+
+def test_cosine_budget_ends_with_the_recipes_time_limit(tmp_path, multi30k_root, cache_dir) -> None:
+    overrides = ["experiment=multi30k_en_de", "model/scheduler=cosine_budget"]
+    cfg = OmegaConf.to_container(compose_train(tmp_path, multi30k_root, cache_dir, overrides), resolve=True)
+    scheduler = cfg["model"]["scheduler"]["scheduler"]
     assert scheduler["_target_"] == "seq2seq_lit.schedule.BudgetCosineLR" and scheduler["total_steps"] is None
-    assert scheduler["max_seconds"] == en_de["trainer"]["max_time"] == "00:00:58:00"
-    assert en_de["model"]["scheduler"]["interval"] == "step"
+    assert scheduler["max_seconds"] == cfg["trainer"]["max_time"] == "00:00:58:00"
+    assert cfg["model"]["scheduler"]["interval"] == "step"
