@@ -17,8 +17,6 @@ from conftest import TINY_QUIET, TRAINED_OVERRIDES, compose_train
 from seq2seq_lit.module import TranslationModule
 from seq2seq_lit.train import train
 
-TINY = TINY_QUIET  # shorter at the call sites
-
 
 def test_nonfinite_losses_are_skipped_then_stop_training(tmp_path: Path, multi30k_root, cache_dir, monkeypatch) -> None:
     forward = TranslationModule.forward
@@ -29,7 +27,7 @@ def test_nonfinite_losses_are_skipped_then_stop_training(tmp_path: Path, multi30
 
     monkeypatch.setattr(TranslationModule, "forward", poisoned)
     overrides = [
-        *TINY, "trainer.limit_train_batches=30", "trainer.limit_val_batches=1", "model.max_nonfinite_steps=3",
+        *TINY_QUIET, "trainer.limit_train_batches=30", "trainer.limit_val_batches=1", "model.max_nonfinite_steps=3",
         "callbacks.model_checkpoint.monitor=null", "callbacks.model_checkpoint.save_top_k=-1",
         "callbacks.model_checkpoint.filename='step_{step}'", "+callbacks.model_checkpoint.every_n_train_steps=2",
     ]  # fmt: skip
@@ -59,7 +57,7 @@ def test_nonfinite_losses_are_skipped_then_stop_training(tmp_path: Path, multi30
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_saves_a_resumable_checkpoint(sig, tmp_path: Path, multi30k_root, cache_dir, tiny_datamodule) -> None:
     env = {**os.environ, "SEQ2SEQ_LIT_CACHE": str(cache_dir), "WANDB_MODE": "offline"}
-    args = [*TINY, f"data.root={multi30k_root}", "trainer.max_epochs=50", f"hydra.run.dir={tmp_path / 'run'}"]
+    args = [*TINY_QUIET, f"data.root={multi30k_root}", "trainer.max_epochs=50", f"hydra.run.dir={tmp_path / 'run'}"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "seq2seq_lit.train", *args], cwd=tmp_path, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -83,7 +81,7 @@ def test_interrupt_saves_a_resumable_checkpoint(sig, tmp_path: Path, multi30k_ro
     assert position["batches_yielded"] == ckpt["global_step"] - ckpt["epoch"] * per_epoch
     # Training resumes from it.
     steps = ckpt["global_step"] + 5
-    resumed = [*TINY, f"data.root={multi30k_root}", f"ckpt_path={ckpt_path}", f"trainer.max_steps={steps}",
+    resumed = [*TINY_QUIET, f"data.root={multi30k_root}", f"ckpt_path={ckpt_path}", f"trainer.max_steps={steps}",
                "trainer.max_epochs=50", f"hydra.run.dir={tmp_path / 'resumed'}"]  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "seq2seq_lit.train", *resumed], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -103,7 +101,7 @@ def test_sigkill_mid_epoch_then_ckpt_last_resumes_exactly(tmp_path: Path, multi3
     """Kill a real run with SIGKILL mid-epoch, resume with ckpt_path=last: the same weights as never killed."""
     env = {**os.environ, "SEQ2SEQ_LIT_CACHE": str(cache_dir), "WANDB_MODE": "offline"}
     common = [
-        *TINY, f"data.root={multi30k_root}", "model.n_layers=2", "model.dropout=0.3", "trainer.max_epochs=2",
+        *TINY_QUIET, f"data.root={multi30k_root}", "model.n_layers=2", "model.dropout=0.3", "trainer.max_epochs=2",
         "trainer.limit_train_batches=40", "trainer.limit_val_batches=2", "trainer.log_every_n_steps=1",
         "callbacks.periodic_checkpoint.every_n_train_steps=7", "callbacks.periodic_checkpoint.train_time_interval=null",
     ]  # fmt: skip
