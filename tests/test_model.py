@@ -58,6 +58,25 @@ def test_reorder_state_selects_batch_rows() -> None:
 def test_tied_embeddings_share_one_tensor() -> None:
     model = Seq2Seq(15, 13, word_vec_size=10, hidden_size=10, n_layers=1, dropout=0.0, tie_embeddings=True)
     assert model.generator.output.weight is model.decoder.embedding.weight
+    assert model.generator.proj is None
+
+
+def test_tied_embeddings_narrower_than_the_hidden_state_go_through_a_projection() -> None:
+    torch.manual_seed(0)
+    model = Seq2Seq(15, 13, word_vec_size=6, hidden_size=10, n_layers=1, dropout=0.0, tie_embeddings=True)
+    generator = model.generator
+    assert generator.output.weight is model.decoder.embedding.weight
+    assert generator.proj.weight.shape == (6, 10)
+    h = torch.randn(2, 3, 10)
+    expected = torch.log_softmax(
+        h @ generator.proj.weight.T @ model.decoder.embedding.weight.T + generator.output.bias, -1
+    )
+    torch.testing.assert_close(generator(h), expected)
+    untied = Seq2Seq(15, 13, word_vec_size=6, hidden_size=10, n_layers=1, dropout=0.0)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert (
+        sum(p.numel() for p in untied.parameters()) - n_params == 13 * 10 - 6 * 10
+    )  # untied output matrix vs projection
 
 
 @pytest.mark.parametrize(
@@ -68,7 +87,6 @@ def test_tied_embeddings_share_one_tensor() -> None:
         ({"dropout": 1.0}, r"model.dropout=1.0 must be in \[0, 1\)"),
         ({"dropout": -0.1}, r"model.dropout=-0.1 must be in \[0, 1\)"),
         ({"rnn": "rnn_tanh"}, "model.rnn='rnn_tanh' is not supported; allowed values: \\['gru', 'lstm'\\]"),
-        ({"tie_embeddings": True}, "model.tie_embeddings=true needs model.word_vec_size"),
     ],
 )
 def test_bad_settings_fail_with_the_key(kwargs: dict, message: str) -> None:

@@ -15,9 +15,7 @@ from omegaconf import MISSING, OmegaConf
 RNN_NAMES = ("gru", "lstm")
 
 
-def validate_model_args(
-    hidden_size: int, n_layers: int, dropout: float, rnn: str, word_vec_size: int, tie_embeddings: bool
-) -> None:
+def validate_model_args(hidden_size: int, n_layers: int, dropout: float, rnn: str, word_vec_size: int) -> None:
     """Fail early, naming the config key, on settings the architecture cannot take."""
     if rnn not in RNN_NAMES:
         raise ValueError(f"model.rnn={rnn!r} is not supported; allowed values: {list(RNN_NAMES)}")
@@ -32,11 +30,6 @@ def validate_model_args(
         raise ValueError(f"model.dropout={dropout} must be in [0, 1)")
     if word_vec_size < 1:
         raise ValueError(f"model.word_vec_size={word_vec_size} must be >= 1")
-    if tie_embeddings and word_vec_size != hidden_size:
-        raise ValueError(
-            f"model.tie_embeddings=true needs model.word_vec_size ({word_vec_size}) == "
-            f"model.hidden_size ({hidden_size}): the generator's weight is the decoder embedding"
-        )
 
 
 def validate_data_args(data: Any) -> None:

@@ -7,12 +7,20 @@ from torch import nn
 
 
 class Generator(nn.Module):
-    """Linear ``hidden_size -> |V_tgt|`` followed by log-softmax."""
+    """Linear ``hidden_size -> |V_tgt|`` followed by log-softmax.
 
-    def __init__(self, hidden_size: int, vocab_size: int) -> None:
+    With ``embed_size`` set (tied embeddings narrower than the hidden state), the hidden state is first
+    projected to ``embed_size`` so the output matrix can be the decoder's embedding matrix, as fairseq's
+    LSTM decoder does with ``decoder_out_embed_dim``; it also makes the largest matmul of a step smaller.
+    """
+
+    def __init__(self, hidden_size: int, vocab_size: int, embed_size: int | None = None) -> None:
         super().__init__()
-        self.output = nn.Linear(hidden_size, vocab_size)
+        self.proj = nn.Linear(hidden_size, embed_size, bias=False) if embed_size is not None else None
+        self.output = nn.Linear(embed_size if embed_size is not None else hidden_size, vocab_size)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         # |h| = (batch_size, length, hidden_size) -> (batch_size, length, vocab_size)
+        if self.proj is not None:
+            h = self.proj(h)  # |h| = (batch_size, length, embed_size)
         return torch.log_softmax(self.output(h), dim=-1)

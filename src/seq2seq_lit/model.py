@@ -43,10 +43,11 @@ class Seq2Seq(nn.Module):
         tie_embeddings: bool = False,
     ) -> None:
         super().__init__()
-        validate_model_args(hidden_size, n_layers, dropout, rnn, word_vec_size, tie_embeddings)
+        validate_model_args(hidden_size, n_layers, dropout, rnn, word_vec_size)
         self.encoder = Encoder(src_vocab_size, word_vec_size, hidden_size, n_layers, dropout, rnn)
         self.decoder = Decoder(tgt_vocab_size, word_vec_size, hidden_size, n_layers, dropout, rnn, attention)
-        self.generator = Generator(hidden_size, tgt_vocab_size)
+        proj_size = word_vec_size if tie_embeddings and word_vec_size != hidden_size else None
+        self.generator = Generator(hidden_size, tgt_vocab_size, proj_size)
         if tie_embeddings:
             self.generator.output.weight = self.decoder.embedding.weight
 

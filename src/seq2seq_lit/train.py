@@ -76,7 +76,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
 def _train(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
     m = cfg.model
-    validate_model_args(m.hidden_size, m.n_layers, m.dropout, m.rnn, m.word_vec_size, m.tie_embeddings)
+    validate_model_args(m.hidden_size, m.n_layers, m.dropout, m.rnn, m.word_vec_size)
     validate_data_args(cfg.data)
 
     import lightning as L
