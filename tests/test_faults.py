@@ -197,6 +197,15 @@ def test_resuming_into_another_model_or_vocabulary_names_the_difference(
     assert not (tmp_path / "run" / "checkpoints").exists()  # failed before the Trainer started
 
 
+def test_checkpoints_older_than_a_key_resume_with_its_old_value() -> None:
+    from seq2seq_lit.checkpoint import ARCHITECTURE_KEYS, architecture_differences
+
+    now = dict.fromkeys(ARCHITECTURE_KEYS, 1) | {"tie_embeddings": False, "share_embeddings": False}
+    older = {k: v for k, v in now.items() if k != "share_embeddings"}
+    assert architecture_differences(older, now) == []
+    assert architecture_differences(older, now | {"share_embeddings": True}) == ["share_embeddings"]
+
+
 def test_train_cli_reports_bad_ckpt_path_without_a_traceback(tmp_path: Path) -> None:
     env = {**os.environ, "WANDB_MODE": "offline"}
     for ckpt, message in [

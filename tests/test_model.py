@@ -79,6 +79,16 @@ def test_tied_embeddings_narrower_than_the_hidden_state_go_through_a_projection(
     )  # untied output matrix vs projection
 
 
+def test_shared_embeddings_are_one_matrix_for_both_languages() -> None:
+    model = Seq2Seq(15, 15, word_vec_size=6, hidden_size=10, n_layers=1, tie_embeddings=True, share_embeddings=True)
+    assert model.encoder.embedding.weight is model.decoder.embedding.weight is model.generator.output.weight
+    src, lengths, tgt_in = toy_batch()
+    model(src, lengths, tgt_in).sum().backward()
+    assert model.encoder.embedding.weight.grad[src[0]].abs().sum(-1).gt(0).all()  # source words train it too
+    with pytest.raises(ValueError, match=r"share_embeddings=true needs one vocabulary .*15 source and 13 target"):
+        Seq2Seq(15, 13, word_vec_size=6, hidden_size=10, n_layers=1, share_embeddings=True)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -62,6 +62,7 @@ def test_cli_help_and_cfg(tmp_path: Path, cache_dir: Path) -> None:
         ("data.max_tokens=50", "data.max_tokens=50 is smaller than the longest allowed example (data.max_length=100"),
         ("data.spm_model_type=wordpiece", "data.spm_model_type='wordpiece'; allowed values"),
         ("model=transformer", "Could not find 'model/transformer'"),
+        ("model.share_embeddings=true", "model.share_embeddings=true needs data.joint_vocab=true"),
     ],
 )
 def test_cli_bad_settings_fail_before_any_work(override, message, tmp_path: Path, cache_dir: Path) -> None:
@@ -157,6 +158,22 @@ def test_seed_zero_is_honoured(tmp_path: Path, multi30k_root: Path, cache_dir: P
         return train(cfg)[0]["val/ppl"]
 
     assert run(0, "a") == run(0, "b") != run(1, "c")
+
+
+def test_one_embedding_matrix_for_source_target_and_output_survives_the_checkpoint(
+    tmp_path: Path, multi30k_root: Path, cache_dir: Path
+) -> None:
+    from seq2seq_lit.translator import Translator
+
+    overrides = [*TINY, "trainer.max_steps=3", "trainer.limit_val_batches=1", "test=false", "data.joint_vocab=true"]
+    overrides += ["model.share_embeddings=true", "model.tie_embeddings=true"]
+    train(compose_train(tmp_path, multi30k_root, cache_dir, overrides))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=True)["state_dict"]
+    assert torch.equal(saved["model.encoder.embedding.weight"], saved["model.generator.output.weight"])
+    model = Translator.from_checkpoint(ckpt).model
+    assert model.encoder.embedding.weight is model.decoder.embedding.weight is model.generator.output.weight
+    torch.testing.assert_close(model.generator.proj.weight, saved["model.generator.proj.weight"])
 
 
 def test_overfit_a_few_sentences(tmp_path: Path, multi30k_root: Path, cache_dir: Path) -> None:

@@ -14,8 +14,10 @@ log = logging.getLogger(__name__)
 # Hyper-parameters that decide tensor shapes; a checkpoint resumes only into the same ones.
 ARCHITECTURE_KEYS = (
     "src_vocab_size", "tgt_vocab_size", "word_vec_size", "hidden_size", "n_layers", "rnn", "attention",
-    "tie_embeddings",
+    "tie_embeddings", "share_embeddings",
 )  # fmt: skip
+# Keys added after checkpoints were first written: an older checkpoint without one had this value.
+LATER_KEY_DEFAULTS = {"share_embeddings": False}
 
 
 def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
@@ -54,14 +56,19 @@ def find_last_checkpoint(task_dir: str | Path) -> tuple[Path, dict[str, Any]]:
 
 def architecture_differences(saved: dict[str, Any], hparams: dict[str, Any]) -> list[str]:
     """The hyper-parameters that decide tensor shapes (``ARCHITECTURE_KEYS``) on which the two disagree."""
-    return [key for key in ARCHITECTURE_KEYS if saved.get(key) != hparams.get(key)]
+    return [key for key in ARCHITECTURE_KEYS if architecture_value(saved, key) != architecture_value(hparams, key)]
+
+
+def architecture_value(hparams: dict[str, Any], key: str) -> Any:
+    """``hparams[key]``, or for a key older checkpoints lack, the value they were trained with."""
+    return hparams.get(key, LATER_KEY_DEFAULTS.get(key))
 
 
 def check_resumable(ckpt: dict[str, Any], path: str | Path, hparams: dict[str, Any], tokenizers: dict) -> None:
     """Fail with the differing keys if ``ckpt`` was trained with another architecture or vocabulary."""
     saved = ckpt["hyper_parameters"]
     diffs = [
-        f"model.{key}={saved.get(key)} there, {hparams.get(key)} here"
+        f"model.{key}={architecture_value(saved, key)} there, {architecture_value(hparams, key)} here"
         for key in architecture_differences(saved, hparams)
     ]
     if diffs:

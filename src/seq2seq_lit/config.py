@@ -82,6 +82,7 @@ class ModelConfig:
     dropout: float = 0.3
     attention: bool = True
     tie_embeddings: bool = False
+    share_embeddings: bool = False
     label_smoothing: float = 0.0
     max_nonfinite_steps: int = 5
     optimizer: Any = None

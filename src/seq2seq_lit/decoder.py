@@ -79,6 +79,11 @@ class Decoder(nn.Module):
 
         outputs, weights = [], []
         layers, cells = unstack_state(rnn_state), self.cells()
+        dtype = autocast_dtype(emb.device.type)
+        if dtype is not None:
+            # Autocast would cast each step's [emb; feed] input to the matmul anyway (same values); one cast
+            # of the whole sequence here saves a cast, and its backward, per step.
+            emb = emb.to(dtype)
         # Input feeding makes step t depend on the attentional vector of step t-1, so the time loop
         # cannot be folded into one RNN call.
         for t in range(emb.size(1)):
@@ -118,8 +123,7 @@ class Decoder(nn.Module):
         per output token) the fused weights are kept until a weight changes.
         """
         # Autocast caches its casts of parameters only, so it would cast fused weights at every step.
-        device = self.rnn.weight_ih_l0.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        dtype = autocast_dtype(self.rnn.weight_ih_l0.device.type)
         if torch.is_grad_enabled():
             return self._build_cells(dtype)
         key = (dtype, *((p.data_ptr(), p._version) for p in self.rnn.parameters()))
@@ -167,6 +171,11 @@ class Decoder(nn.Module):
                 x = (1 - z) * n + z * state
                 new_layers.append(x)
         return x, new_layers
+
+
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast computes matmuls in on ``device_type``; None where autocast is off."""
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
 
 
 def unstack_state(state: State) -> list:

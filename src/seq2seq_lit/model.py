@@ -41,15 +41,23 @@ class Seq2Seq(nn.Module):
         rnn: str = "lstm",
         attention: bool = True,
         tie_embeddings: bool = False,
+        share_embeddings: bool = False,
     ) -> None:
         super().__init__()
         validate_model_args(hidden_size, n_layers, dropout, rnn, word_vec_size)
+        if share_embeddings and src_vocab_size != tgt_vocab_size:
+            raise ValueError(
+                f"model.share_embeddings=true needs one vocabulary for both languages (data.joint_vocab=true); "
+                f"got {src_vocab_size} source and {tgt_vocab_size} target pieces"
+            )
         self.encoder = Encoder(src_vocab_size, word_vec_size, hidden_size, n_layers, dropout, rnn)
         self.decoder = Decoder(tgt_vocab_size, word_vec_size, hidden_size, n_layers, dropout, rnn, attention)
         proj_size = word_vec_size if tie_embeddings and word_vec_size != hidden_size else None
         self.generator = Generator(hidden_size, tgt_vocab_size, proj_size)
         if tie_embeddings:
             self.generator.output.weight = self.decoder.embedding.weight
+        if share_embeddings:
+            self.encoder.embedding.weight = self.decoder.embedding.weight
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[EncodedSource, DecoderState]:
         """Run the encoder; return its states for attention and the decoder's initial state."""

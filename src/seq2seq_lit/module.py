@@ -59,6 +59,7 @@ class TranslationModule(L.LightningModule):
         rnn: str = "lstm",
         attention: bool = True,
         tie_embeddings: bool = False,
+        share_embeddings: bool = False,
         label_smoothing: float = 0.0,
         max_nonfinite_steps: int = 5,
         optimizer: dict[str, Any] | None = None,
@@ -79,6 +80,7 @@ class TranslationModule(L.LightningModule):
             rnn,
             attention,
             tie_embeddings,
+            share_embeddings,
         )
         # Keys get a suffix: a ModuleDict key "train" would clash with nn.Module.train.
         stages = ("train", "val", "test")

@@ -78,6 +78,8 @@ def _train(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> tuple[
     m = cfg.model
     validate_model_args(m.hidden_size, m.n_layers, m.dropout, m.rnn, m.word_vec_size)
     validate_data_args(cfg.data)
+    if m.get("share_embeddings") and not cfg.data.get("joint_vocab"):
+        raise ValueError("model.share_embeddings=true needs data.joint_vocab=true: one vocabulary for both languages")
 
     import lightning as L
     from hydra.utils import instantiate
