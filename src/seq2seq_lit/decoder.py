@@ -79,11 +79,6 @@ class Decoder(nn.Module):
 
         outputs, weights = [], []
         layers, cells = unstack_state(rnn_state), self.cells()
-        dtype = autocast_dtype(emb.device.type)
-        if dtype is not None:
-            # Autocast would cast each step's [emb; feed] input to the matmul anyway (same values); one cast
-            # of the whole sequence here saves a cast, and its backward, per step.
-            emb = emb.to(dtype)
         # Input feeding makes step t depend on the attentional vector of step t-1, so the time loop
         # cannot be folded into one RNN call.
         for t in range(emb.size(1)):
