@@ -73,10 +73,8 @@ def test_tied_embeddings_narrower_than_the_hidden_state_go_through_a_projection(
     )
     torch.testing.assert_close(generator(h), expected)
     untied = Seq2Seq(15, 13, word_vec_size=6, hidden_size=10, n_layers=1, dropout=0.0)
-    n_params = sum(p.numel() for p in model.parameters())
-    assert (
-        sum(p.numel() for p in untied.parameters()) - n_params == 13 * 10 - 6 * 10
-    )  # untied output matrix vs projection
+    tied_params, untied_params = (sum(p.numel() for p in m.parameters()) for m in (model, untied))
+    assert untied_params - tied_params == 13 * 10 - 6 * 10  # the untied output matrix against the projection
 
 
 def test_shared_embeddings_are_one_matrix_for_both_languages() -> None:

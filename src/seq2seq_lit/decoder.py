@@ -118,7 +118,8 @@ class Decoder(nn.Module):
         per output token) the fused weights are kept until a weight changes.
         """
         # Autocast caches its casts of parameters only, so it would cast fused weights at every step.
-        dtype = autocast_dtype(self.rnn.weight_ih_l0.device.type)
+        device = self.rnn.weight_ih_l0.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
         if torch.is_grad_enabled():
             return self._build_cells(dtype)
         key = (dtype, *((p.data_ptr(), p._version) for p in self.rnn.parameters()))
@@ -166,11 +167,6 @@ class Decoder(nn.Module):
                 x = (1 - z) * n + z * state
                 new_layers.append(x)
         return x, new_layers
-
-
-def autocast_dtype(device_type: str) -> torch.dtype | None:
-    """The dtype autocast computes matmuls in on ``device_type``; None where autocast is off."""
-    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
 
 
 def unstack_state(state: State) -> list:
