@@ -32,7 +32,7 @@ DE = [f"{s} {v} {o} ." for _, s in _SUBJ for _, v in _VERB for _, o in _OBJ]
 def write(path: Path, lines: list[str], gz: bool = False) -> str:
     data = "".join(line + "\n" for line in lines).encode()
     if gz:
-        path.write_bytes(gzip.compress(data))
+        path.write_bytes(gzip.compress(data, mtime=0))  # same bytes on every write: the cache keys on them
     else:
         path.write_bytes(data)
     return str(path)
