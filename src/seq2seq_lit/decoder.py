@@ -8,6 +8,7 @@ from torch import nn
 
 from seq2seq_lit.attention import Attention
 from seq2seq_lit.encoder import RNN_TYPES, State, merge_directions
+from seq2seq_lit.step_linear import StepLinear
 from seq2seq_lit.vocab import PAD_ID
 
 # What the decoder carries from one step to the next: the RNN state and the previous attentional
@@ -109,13 +110,14 @@ class Decoder(nn.Module):
         # |feed| = (batch_size, 1, hidden_size), |w| = (batch_size, 1, src_len)
         return feed, w, layers
 
-    def cells(self) -> list[tuple[torch.Tensor, ...]]:
-        """Per layer, the weights ``rnn_step`` multiplies by; built once per ``forward``, not per step.
+    def cells(self) -> list[tuple[StepLinear, ...]]:
+        """Per layer, the linear maps ``rnn_step`` applies; built once per ``forward``, not per step.
 
         An LSTM layer's two products are fused into one, ``[x; h] @ [W_ih | W_hh]^T + (b_ih + b_hh)``:
         one larger matmul instead of two and an add (BENCHMARKS.md). A GRU keeps them apart, as its
-        candidate gate needs ``W_hn h`` on its own. With gradients off (decoding calls ``forward`` once
-        per output token) the fused weights are kept until a weight changes.
+        candidate gate needs ``W_hn h`` on its own. In training each map's weight gradient is one matmul
+        over all steps (``StepLinear``). With gradients off (decoding calls ``forward`` once per output
+        token) the fused weights are kept until a weight changes.
         """
         # Autocast caches its casts of parameters only, so it would cast fused weights at every step.
         device = self.rnn.weight_ih_l0.device.type
@@ -127,16 +129,19 @@ class Decoder(nn.Module):
             self._cells_cache = (key, self._build_cells(dtype))
         return self._cells_cache[1]
 
-    def _build_cells(self, dtype: torch.dtype | None = None) -> list[tuple[torch.Tensor, ...]]:
+    def _build_cells(self, dtype: torch.dtype | None = None) -> list[tuple[StepLinear, ...]]:
         rnn, cells = self.rnn, []
         for i in range(rnn.num_layers):
             w_ih, w_hh = getattr(rnn, f"weight_ih_l{i}"), getattr(rnn, f"weight_hh_l{i}")
             b_ih, b_hh = getattr(rnn, f"bias_ih_l{i}"), getattr(rnn, f"bias_hh_l{i}")
             if isinstance(rnn, nn.LSTM):
-                cells.append((torch.cat([w_ih, w_hh], dim=1), b_ih + b_hh))
+                maps = [(torch.cat([w_ih, w_hh], dim=1), b_ih + b_hh)]
             else:
-                cells.append((w_ih, b_ih, w_hh, b_hh))
-        return [tuple(w.to(dtype) for w in cell) for cell in cells] if dtype is not None else cells
+                maps = [(w_ih, b_ih), (w_hh, b_hh)]
+            if dtype is not None:
+                maps = [(w.to(dtype), b.to(dtype)) for w, b in maps]
+            cells.append(tuple(StepLinear(w, b) for w, b in maps))
+        return cells
 
     def rnn_step(self, x: torch.Tensor, layers: list, cells: list | None = None) -> tuple[torch.Tensor, list]:
         """One time step of the stacked RNN, as explicit cells on ``self.rnn``'s own weights.
@@ -147,21 +152,22 @@ class Decoder(nn.Module):
         ``cells`` is ``self.cells()``, passed in so a time loop builds it once.
         """
         cells, new_layers = cells if cells is not None else self.cells(), []
-        for i, (state, weights) in enumerate(zip(layers, cells)):
+        for i, (state, maps) in enumerate(zip(layers, cells)):
             if i > 0:
                 x = F.dropout(x, self.rnn.dropout, self.training)  # as nn.LSTM/GRU: between layers
             if isinstance(state, tuple):  # LSTM, gates in PyTorch's order i, f, g, o
                 h, c = state
-                gates = F.linear(torch.cat([x, h], dim=-1), *weights)
+                (gates_of,) = maps
+                gates = gates_of(torch.cat([x, h], dim=-1))
                 # |gates| = (batch_size, 4 * hidden_size)
                 i_gate, f_gate, g_gate, o_gate = gates.chunk(4, dim=-1)
                 c = torch.sigmoid(f_gate) * c + torch.sigmoid(i_gate) * torch.tanh(g_gate)
                 x = torch.sigmoid(o_gate) * torch.tanh(c)
                 new_layers.append((x, c))
             else:  # GRU, gates in PyTorch's order r, z, n
-                w_ih, b_ih, w_hh, b_hh = weights
-                gi_r, gi_z, gi_n = F.linear(x, w_ih, b_ih).chunk(3, dim=-1)
-                gh_r, gh_z, gh_n = F.linear(state, w_hh, b_hh).chunk(3, dim=-1)
+                input_gates, hidden_gates = maps
+                gi_r, gi_z, gi_n = input_gates(x).chunk(3, dim=-1)
+                gh_r, gh_z, gh_n = hidden_gates(state).chunk(3, dim=-1)
                 r, z = torch.sigmoid(gi_r + gh_r), torch.sigmoid(gi_z + gh_z)
                 n = torch.tanh(gi_n + r * gh_n)
                 x = (1 - z) * n + z * state
