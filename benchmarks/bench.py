@@ -210,6 +210,40 @@ def reference_batches(data: str, cache: str, steps: int) -> tuple:
     return dm, [b for _, b in zip(range(steps), dm.train_dataloader())]
 
 
+# The matrix products of a step: per-step and batched matmuls, and the encoder's fused oneDNN LSTM layers.
+MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward"}
+
+
+def matmul_seconds(work) -> float:
+    """Self CPU time of the matrix products while ``work()`` runs (after one warm-up run of it).
+
+    Dividing the work done by it gives the speed the workload would reach if everything else (element-wise
+    ops, indexing, the optimizer, Python) took no time at all: a bound the code around the matmuls cannot beat.
+    """
+    from torch.profiler import profile
+
+    work()
+    with profile() as prof:
+        work()
+    return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in MATMUL_OPS) / 1e6
+
+
+def matmul_bounds(dm, batches: list, translator, sentences: list[str]) -> dict[str, float]:
+    """Training (fp32, bare loop) and decoding speeds with everything but the matmuls taking no time."""
+    from seq2seq_lit.translator import DecodingConfig
+
+    model = reference_model(dm).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    steps = batches[3:13]
+    train_s = matmul_seconds(lambda: [bare_step(model, opt, batch) for batch in steps])
+    bounds = {"train_tok_s_fp32_matmul_bound": sum(target_tokens(b) for b in steps) / train_s}
+    for beam in (1, 5):
+        cfg = DecodingConfig(beam_size=beam, max_tokens=4096)
+        seconds = matmul_seconds(lambda cfg=cfg: translator.translate(sentences, cfg))
+        bounds[f"{'greedy' if beam == 1 else 'beam5'}_sent_s_matmul_bound"] = len(sentences) / seconds
+    return bounds
+
+
 def decoding_speed(translator, sentences: list[str], beam: int, bf16: bool = False, device: str = "cpu") -> float:
     from seq2seq_lit.translator import DecodingConfig
 
@@ -269,14 +303,16 @@ def main() -> None:
 
     res["matmul_gflops_fp32"] = matmul_gflops(torch.float32, args.device)
     res["matmul_gflops_bf16"] = matmul_gflops(torch.bfloat16, args.device)
-    # Lightning and the bare loop alternate (L, bare, L, bare) so neither gains from running second.
+    # Lightning fp32, the bare loop and Lightning bf16 take turns (twice each), so none gains from the VM
+    # being faster while it runs: the overhead and the bf16 speedup compare runs of the same rounds.
     rounds = [(lightning_throughput(dm, batches, "32-true", steps, args.device)[0],
-               bare_throughput(dm, batches, steps, args.device))
+               bare_throughput(dm, batches, steps, args.device),
+               lightning_throughput(dm, batches, "bf16-mixed", steps, args.device)[0])
               for _ in range(1 if args.quick else 2)]  # fmt: skip
     res["train_tok_s_fp32"] = statistics.median(r[0] for r in rounds)
     res["train_tok_s_bare_fp32"] = statistics.median(r[1] for r in rounds)
     res["lightning_overhead"] = 1 - res["train_tok_s_fp32"] / res["train_tok_s_bare_fp32"]
-    res["train_tok_s_bf16"], _ = lightning_throughput(dm, batches, "bf16-mixed", steps, args.device)
+    res["train_tok_s_bf16"] = statistics.median(r[2] for r in rounds)
     res["bf16_speedup"] = res["train_tok_s_bf16"] / res["train_tok_s_fp32"]
     dims = (len(dm.tgt_tokenizer), REF["word_vec_size"], REF["hidden_size"], REF["n_layers"])
     flops_per_tok = statistics.median(train_flops(b, *dims) / target_tokens(b) for b in batches)
@@ -297,6 +333,8 @@ def main() -> None:
     res["beam5_sent_s"] = decoding_speed(translator, test_src, 5, device=args.device)
     res["greedy_sent_s_bf16"] = decoding_speed(translator, test_src, 1, bf16=True, device=args.device)
     res["beam5_sent_s_bf16"] = decoding_speed(translator, test_src, 5, bf16=True, device=args.device)
+    if args.device == "cpu":
+        res |= matmul_bounds(dm, batches, translator, test_src)
     res["help_s"] = help_seconds()
     res["peak_rss_mb"] = training_rss_mb(args, steps)
     res["peak_rss_mb_harness"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
