@@ -3,8 +3,9 @@
 Measures, in one process, on real Multi30k en->de batches with the reference configuration
 (word_vec_size=256, hidden_size=512, n_layers=2, BPE 8000 per side, 64-sentence batches): training
 throughput through the Lightning Trainer (fp32, bf16-mixed) and in a bare PyTorch loop, decoding speed,
-padding efficiency, peak RSS, the machine's matmul ceilings and model-FLOPs utilisation, and the start-up
-time of ``python -m seq2seq_lit.train --help``. Prints a Markdown table; writes JSON with --json.
+padding efficiency, peak RSS, the machine's matmul ceilings and model-FLOPs utilisation, the speeds the
+matmuls alone would allow (on the CPU), and the start-up time of ``python -m seq2seq_lit.train --help``.
+Prints a Markdown table; writes JSON with --json.
 ``--device cuda`` runs the model, the ceilings and the decoding on the GPU (timings synchronise the device).
 """
 
@@ -214,34 +215,36 @@ def reference_batches(data: str, cache: str, steps: int) -> tuple:
 MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward"}
 
 
-def matmul_seconds(work) -> float:
-    """Self CPU time of the matrix products while ``work()`` runs (after one warm-up run of it).
+def matmul_share(work) -> float:
+    """The share of ``work()``'s wall-clock time spent in matrix products (after one warm-up run of it).
 
-    Dividing the work done by it gives the speed the workload would reach if everything else (element-wise
-    ops, indexing, the optimizer, Python) took no time at all: a bound the code around the matmuls cannot beat.
+    The workload's speed divided by it is the speed it would reach if everything else (element-wise ops,
+    indexing, the optimizer, Python) took no time: a bound that code around the matmuls cannot beat. Both
+    times come from the same profiled run, so the VM's changing speed cancels out; the profiler's own cost
+    lands outside the matmuls, so the share is if anything low and the bound high.
     """
     from torch.profiler import profile
 
     work()
     with profile() as prof:
+        start = time.perf_counter()
         work()
-    return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in MATMUL_OPS) / 1e6
+        wall = time.perf_counter() - start
+    return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in MATMUL_OPS) / 1e6 / wall
 
 
-def matmul_bounds(dm, batches: list, translator, sentences: list[str]) -> dict[str, float]:
-    """Training (fp32, bare loop) and decoding speeds with everything but the matmuls taking no time."""
+def matmul_shares(dm, batches: list, translator, sentences: list[str]) -> dict[str, float]:
+    """Matmul shares of fp32 training (bare loop, ``batches`` after the first 3) and of greedy and beam-5
+    decoding of ``sentences``."""
     from seq2seq_lit.translator import DecodingConfig
 
     model = reference_model(dm).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    steps = batches[3:13]
-    train_s = matmul_seconds(lambda: [bare_step(model, opt, batch) for batch in steps])
-    bounds = {"train_tok_s_fp32_matmul_bound": sum(target_tokens(b) for b in steps) / train_s}
-    for beam in (1, 5):
+    shares = {"train_fp32": matmul_share(lambda: [bare_step(model, opt, batch) for batch in batches[3:]])}
+    for name, beam in (("greedy", 1), ("beam5", 5)):
         cfg = DecodingConfig(beam_size=beam, max_tokens=4096)
-        seconds = matmul_seconds(lambda cfg=cfg: translator.translate(sentences, cfg))
-        bounds[f"{'greedy' if beam == 1 else 'beam5'}_sent_s_matmul_bound"] = len(sentences) / seconds
-    return bounds
+        shares[name] = matmul_share(lambda cfg=cfg: translator.translate(sentences, cfg))
+    return shares
 
 
 def decoding_speed(translator, sentences: list[str], beam: int, bf16: bool = False, device: str = "cpu") -> float:
@@ -301,19 +304,25 @@ def main() -> None:
     positions = sum(len(b) * int(src[b].max() + tgt[b].max()) for b in sampler)
     res["padding_efficiency"] = real / positions
 
-    res["matmul_gflops_fp32"] = matmul_gflops(torch.float32, args.device)
-    res["matmul_gflops_bf16"] = matmul_gflops(torch.bfloat16, args.device)
-    # Lightning fp32, the bare loop and Lightning bf16 take turns (twice each), so none gains from the VM
-    # being faster while it runs: the overhead and the bf16 speedup compare runs of the same rounds.
-    rounds = [(lightning_throughput(dm, batches, "32-true", steps, args.device)[0],
-               bare_throughput(dm, batches, steps, args.device),
-               lightning_throughput(dm, batches, "bf16-mixed", steps, args.device)[0])
-              for _ in range(1 if args.quick else 2)]  # fmt: skip
+    # The VM's speed moves by tens of percent from minute to minute. So the ceilings are read before and
+    # after every round (their best reading counts), and each round runs Lightning fp32, the bare loop and
+    # Lightning bf16 back to back: the overhead and the bf16 speedup are medians of per-round ratios, each
+    # comparing runs minutes apart, not a bf16 run against fp32 runs from earlier in the process.
+    ceilings = [(matmul_gflops(torch.float32, args.device), matmul_gflops(torch.bfloat16, args.device))]
+    rounds = []
+    for _ in range(1 if args.quick else 3):
+        rounds.append((lightning_throughput(dm, batches, "32-true", steps, args.device)[0],
+                       bare_throughput(dm, batches, steps, args.device),
+                       lightning_throughput(dm, batches, "bf16-mixed", steps, args.device)[0]))  # fmt: skip
+        ceilings.append((matmul_gflops(torch.float32, args.device), matmul_gflops(torch.bfloat16, args.device)))
+    res["matmul_gflops_fp32"] = max(c[0] for c in ceilings)
+    res["matmul_gflops_bf16"] = max(c[1] for c in ceilings)
     res["train_tok_s_fp32"] = statistics.median(r[0] for r in rounds)
     res["train_tok_s_bare_fp32"] = statistics.median(r[1] for r in rounds)
-    res["lightning_overhead"] = 1 - res["train_tok_s_fp32"] / res["train_tok_s_bare_fp32"]
+    res["lightning_overhead"] = statistics.median(1 - fp32 / bare for fp32, bare, _ in rounds)
     res["train_tok_s_bf16"] = statistics.median(r[2] for r in rounds)
-    res["bf16_speedup"] = res["train_tok_s_bf16"] / res["train_tok_s_fp32"]
+    res["bf16_speedup"] = statistics.median(bf16 / fp32 for fp32, _, bf16 in rounds)
+    res["rounds_tok_s_fp32_bare_bf16"] = [[round(x) for x in r] for r in rounds]
     dims = (len(dm.tgt_tokenizer), REF["word_vec_size"], REF["hidden_size"], REF["n_layers"])
     flops_per_tok = statistics.median(train_flops(b, *dims) / target_tokens(b) for b in batches)
     res["train_flops_per_tgt_token"] = flops_per_tok
@@ -334,7 +343,11 @@ def main() -> None:
     res["greedy_sent_s_bf16"] = decoding_speed(translator, test_src, 1, bf16=True, device=args.device)
     res["beam5_sent_s_bf16"] = decoding_speed(translator, test_src, 5, bf16=True, device=args.device)
     if args.device == "cpu":
-        res |= matmul_bounds(dm, batches, translator, test_src)
+        steps_profiled, sentences_profiled = (5, 100) if args.quick else (10, 1000)
+        shares = matmul_shares(dm, batches[: 3 + steps_profiled], translator, test_src[:sentences_profiled])
+        for name, speed in (("train_fp32", "train_tok_s_fp32"), ("greedy", "greedy_sent_s"), ("beam5", "beam5_sent_s")):
+            res[f"matmul_share_{name}"] = shares[name]
+            res[f"{speed}_matmul_bound"] = res[speed] / shares[name]
     res["help_s"] = help_seconds()
     res["peak_rss_mb"] = training_rss_mb(args, steps)
     res["peak_rss_mb_harness"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
