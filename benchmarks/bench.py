@@ -306,14 +306,19 @@ def main() -> None:
 
     # The VM's speed moves by tens of percent from minute to minute. So the ceilings are read before and
     # after every round (their best reading counts), and each round runs Lightning fp32, the bare loop and
-    # Lightning bf16 back to back: the overhead and the bf16 speedup are medians of per-round ratios, each
-    # comparing runs minutes apart, not a bf16 run against fp32 runs from earlier in the process.
+    # Lightning bf16 back to back, in reverse order every other round so a steady drift favours none: the
+    # overhead and the bf16 speedup are medians of per-round ratios of runs a minute apart.
+    runs = {
+        "fp32": lambda: lightning_throughput(dm, batches, "32-true", steps, args.device)[0],
+        "bare": lambda: bare_throughput(dm, batches, steps, args.device),
+        "bf16": lambda: lightning_throughput(dm, batches, "bf16-mixed", steps, args.device)[0],
+    }
     ceilings = [(matmul_gflops(torch.float32, args.device), matmul_gflops(torch.bfloat16, args.device))]
     rounds = []
-    for _ in range(1 if args.quick else 3):
-        rounds.append((lightning_throughput(dm, batches, "32-true", steps, args.device)[0],
-                       bare_throughput(dm, batches, steps, args.device),
-                       lightning_throughput(dm, batches, "bf16-mixed", steps, args.device)[0]))  # fmt: skip
+    for i in range(1 if args.quick else 4):
+        order = list(runs) if i % 2 == 0 else list(runs)[::-1]
+        measured = {name: runs[name]() for name in order}
+        rounds.append(tuple(measured[name] for name in runs))
         ceilings.append((matmul_gflops(torch.float32, args.device), matmul_gflops(torch.bfloat16, args.device)))
     res["matmul_gflops_fp32"] = max(c[0] for c in ceilings)
     res["matmul_gflops_bf16"] = max(c[1] for c in ceilings)
