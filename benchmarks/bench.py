@@ -213,15 +213,23 @@ def reference_batches(data: str, cache: str, steps: int) -> tuple:
 
 # The matrix products of a step: per-step and batched matmuls, and the encoder's fused oneDNN LSTM layers.
 MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward"}
+# Element-wise work that training this model with Adam and clipping needs however it is written: dropout's
+# random masks, the log-softmax, the gates' and the attentional vector's sigmoid/tanh (forward and backward),
+# Adam's update of each parameter and the gradient norm.
+REQUIRED_TRAINING_OPS = {
+    "aten::bernoulli_", "aten::_log_softmax", "aten::_log_softmax_backward_data", "aten::sigmoid", "aten::tanh",
+    "aten::sigmoid_backward", "aten::tanh_backward", "aten::sqrt", "aten::addcdiv_", "aten::lerp_",
+    "aten::addcmul_", "aten::mul_", "aten::div_", "aten::linalg_vector_norm",
+}  # fmt: skip
 
 
-def matmul_share(work) -> float:
-    """The share of ``work()``'s wall-clock time spent in matrix products (after one warm-up run of it).
+def time_shares(work, groups: dict[str, set[str]]) -> dict[str, float]:
+    """Per group of ops, the share of ``work()``'s wall-clock time spent in them (after one warm-up run).
 
-    The workload's speed divided by it is the speed it would reach if everything else (element-wise ops,
-    indexing, the optimizer, Python) took no time: a bound that code around the matmuls cannot beat. Both
-    times come from the same profiled run, so the VM's changing speed cancels out; the profiler's own cost
-    lands outside the matmuls, so the share is if anything low and the bound high.
+    A workload's speed divided by its matmul share is the speed it would reach if everything else
+    (element-wise ops, indexing, the optimizer, Python) took no time: a bound that code around the matmuls
+    cannot beat. Both times come from the same profiled run, so the VM's changing speed cancels out; the
+    profiler's own cost lands outside the ops, so the shares are if anything low and the bounds high.
     """
     from torch.profiler import profile
 
@@ -230,21 +238,28 @@ def matmul_share(work) -> float:
         start = time.perf_counter()
         work()
         wall = time.perf_counter() - start
-    return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in MATMUL_OPS) / 1e6 / wall
+    self_s = {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()}
+    return {name: sum(self_s.get(op, 0.0) for op in ops) / wall for name, ops in groups.items()}
 
 
-def matmul_shares(dm, batches: list, translator, sentences: list[str]) -> dict[str, float]:
-    """Matmul shares of fp32 training (bare loop, ``batches`` after the first 3) and of greedy and beam-5
-    decoding of ``sentences``."""
+def matmul_bounds(res: dict, dm, batches: list, translator, sentences: list[str]) -> None:
+    """Add the matmul shares of fp32 training (bare loop, ``batches`` after the first 3) and of greedy and
+    beam-5 decoding of ``sentences`` to ``res``, with the speeds they bound."""
     from seq2seq_lit.translator import DecodingConfig
 
     model = reference_model(dm).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    shares = {"train_fp32": matmul_share(lambda: [bare_step(model, opt, batch) for batch in batches[3:]])}
+    groups = {"matmul": MATMUL_OPS, "required": REQUIRED_TRAINING_OPS}
+    train = time_shares(lambda: [bare_step(model, opt, batch) for batch in batches[3:]], groups)
+    res["matmul_share_train_fp32"] = train["matmul"]
+    res["train_tok_s_fp32_matmul_bound"] = res["train_tok_s_fp32"] / train["matmul"]
+    res["required_share_train_fp32"] = train["required"]
+    res["train_tok_s_fp32_required_bound"] = res["train_tok_s_fp32"] / (train["matmul"] + train["required"])
     for name, beam in (("greedy", 1), ("beam5", 5)):
         cfg = DecodingConfig(beam_size=beam, max_tokens=4096)
-        shares[name] = matmul_share(lambda cfg=cfg: translator.translate(sentences, cfg))
-    return shares
+        share = time_shares(lambda cfg=cfg: translator.translate(sentences, cfg), {"matmul": MATMUL_OPS})["matmul"]
+        res[f"matmul_share_{name}"] = share
+        res[f"{name}_sent_s_matmul_bound"] = res[f"{name}_sent_s"] / share
 
 
 def decoding_speed(translator, sentences: list[str], beam: int, bf16: bool = False, device: str = "cpu") -> float:
@@ -335,7 +350,7 @@ def main() -> None:
     res["mfu_bf16"] = res["train_tok_s_bf16"] * flops_per_tok / (res["matmul_gflops_bf16"] * 1e9)
 
     ckpt = args.ckpt or newest_recipe_checkpoint()
-    test_src = dm.raw["test_2016_flickr"].src[: 300 if args.quick else 1000]
+    test_src = dm.raw["test_2016_flickr"].src[: 200 if args.quick else 1000]
     if ckpt is not None:
         translator = Translator.from_checkpoint(ckpt, args.device)
         res["decoding_model"] = str(ckpt.relative_to(ROOT) if ckpt.is_relative_to(ROOT) else ckpt)
@@ -349,10 +364,7 @@ def main() -> None:
     res["beam5_sent_s_bf16"] = decoding_speed(translator, test_src, 5, bf16=True, device=args.device)
     if args.device == "cpu":
         steps_profiled, sentences_profiled = (5, 100) if args.quick else (10, 1000)
-        shares = matmul_shares(dm, batches[: 3 + steps_profiled], translator, test_src[:sentences_profiled])
-        for name, speed in (("train_fp32", "train_tok_s_fp32"), ("greedy", "greedy_sent_s"), ("beam5", "beam5_sent_s")):
-            res[f"matmul_share_{name}"] = shares[name]
-            res[f"{speed}_matmul_bound"] = res[speed] / shares[name]
+        matmul_bounds(res, dm, batches[: 3 + steps_profiled], translator, test_src[:sentences_profiled])
     res["help_s"] = help_seconds()
     res["peak_rss_mb"] = training_rss_mb(args, steps)
     res["peak_rss_mb_harness"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
