@@ -3,8 +3,9 @@
 Measures, in one process, on real Multi30k en->de batches with the reference configuration
 (word_vec_size=256, hidden_size=512, n_layers=2, BPE 8000 per side, 64-sentence batches): training
 throughput through the Lightning Trainer (fp32, bf16-mixed) and in a bare PyTorch loop, decoding speed,
-padding efficiency, peak RSS, the machine's matmul ceilings and model-FLOPs utilisation, the speeds the
-matmuls alone would allow (on the CPU), and the start-up time of ``python -m seq2seq_lit.train --help``.
+padding efficiency, peak RSS, the machine's matmul ceilings and model-FLOPs utilisation, the decoding
+speeds those ceilings allow, the speeds the matmuls alone would allow (on the CPU), and the start-up time
+of ``python -m seq2seq_lit.train --help``.
 Prints a Markdown table; writes JSON with --json.
 ``--device cuda`` runs the model, the ceilings and the decoding on the GPU (timings synchronise the device).
 """
@@ -256,10 +257,28 @@ def matmul_bounds(res: dict, dm, batches: list, translator, sentences: list[str]
     res["required_share_train_fp32"] = train["required"]
     res["train_tok_s_fp32_required_bound"] = res["train_tok_s_fp32"] / (train["matmul"] + train["required"])
     for name, beam in (("greedy", 1), ("beam5", 5)):
-        cfg = DecodingConfig(beam_size=beam, max_tokens=4096)
-        share = time_shares(lambda cfg=cfg: translator.translate(sentences, cfg), {"matmul": MATMUL_OPS})["matmul"]
-        res[f"matmul_share_{name}"] = share
-        res[f"{name}_sent_s_matmul_bound"] = res[f"{name}_sent_s"] / share
+        for suffix, bf16 in (("", False), ("_bf16", True)):
+            cfg = DecodingConfig(beam_size=beam, max_tokens=4096, bf16=bf16)
+            share = time_shares(lambda cfg=cfg: translator.translate(sentences, cfg), {"matmul": MATMUL_OPS})
+            res[f"matmul_share_{name}{suffix}"] = share["matmul"]
+            res[f"{name}_sent_s{suffix}_matmul_bound"] = res[f"{name}_sent_s{suffix}"] / share["matmul"]
+
+
+def decoding_ceilings(res: dict, translator, sentences: list[str]) -> None:
+    """Add the matrix-product FLOPs per sentence of greedy and beam-5 decoding (encoder included, counted by
+    ``FlopCounterMode`` on the real search) to ``res``, and the speeds they allow at the measured ceilings:
+    the speed if every product ran at the peak of a 2048^2 one and nothing else took any time."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from seq2seq_lit.translator import DecodingConfig
+
+    for name, beam in (("greedy", 1), ("beam5", 5)):
+        with FlopCounterMode(display=False) as counter:
+            translator.translate(sentences, DecodingConfig(beam_size=beam, max_tokens=4096))
+        flops = counter.get_total_flops() / len(sentences)
+        res[f"{name}_flops_per_sentence"] = flops
+        for precision in ("fp32", "bf16"):
+            res[f"{name}_sent_s_ceiling_{precision}"] = res[f"matmul_gflops_{precision}"] * 1e9 / flops
 
 
 def decoding_speed(translator, sentences: list[str], beam: int, bf16: bool = False, device: str = "cpu") -> float:
@@ -362,6 +381,7 @@ def main() -> None:
     res["beam5_sent_s"] = decoding_speed(translator, test_src, 5, device=args.device)
     res["greedy_sent_s_bf16"] = decoding_speed(translator, test_src, 1, bf16=True, device=args.device)
     res["beam5_sent_s_bf16"] = decoding_speed(translator, test_src, 5, bf16=True, device=args.device)
+    decoding_ceilings(res, translator, test_src)
     if args.device == "cpu":
         steps_profiled, sentences_profiled = (5, 100) if args.quick else (10, 1000)
         matmul_bounds(res, dm, batches[: 3 + steps_profiled], translator, test_src[:sentences_profiled])
