@@ -4,8 +4,9 @@ Measures, in one process, on real Multi30k en->de batches with the reference con
 (word_vec_size=256, hidden_size=512, n_layers=2, BPE 8000 per side, 64-sentence batches): training
 throughput through the Lightning Trainer (fp32, bf16-mixed) and in a bare PyTorch loop, decoding speed,
 padding efficiency, peak RSS, the machine's matmul ceilings and model-FLOPs utilisation, the decoding
-speeds those ceilings allow, the speeds the matmuls alone would allow (on the CPU), and the start-up time
-of ``python -m seq2seq_lit.train --help``.
+speeds those ceilings allow, the speeds the matmuls alone would allow (on the CPU), the start-up time of
+``python -m seq2seq_lit.train --help``, and the speed of the textbook implementation of the same model and
+search (``textbook.py``) in the same run.
 Prints a Markdown table; writes JSON with --json.
 ``--device cuda`` runs the model, the ceilings and the decoding on the GPU (timings synchronise the device).
 """
@@ -120,12 +121,15 @@ def reference_model(dm, dropout: float = REF["dropout"]):
                    REF["n_layers"], dropout)  # fmt: skip
 
 
-def bare_step(model, opt: torch.optim.Optimizer, batch: dict, bf16: bool = False) -> None:
-    """One training step as the Trainer runs it (masked NLL, clipping at 5, Adam), in plain PyTorch."""
+def bare_step(model, opt: torch.optim.Optimizer, batch: dict, bf16: bool = False, forward=None) -> None:
+    """One training step as the Trainer runs it (masked NLL, clipping at 5, Adam), in plain PyTorch.
+
+    ``forward(model, src, src_lengths, tgt_in)`` replaces the model's own (``textbook.forward``)."""
     from seq2seq_lit.module import masked_nll
 
     with torch.autocast(batch["src"].device.type, dtype=torch.bfloat16, enabled=bf16):
-        log_probs = model(batch["src"], batch["src_lengths"], batch["tgt"][:, :-1])
+        args = (batch["src"], batch["src_lengths"], batch["tgt"][:, :-1])
+        log_probs = forward(model, *args) if forward is not None else model(*args)
         loss_sum, _, n = masked_nll(log_probs, batch["tgt"][:, 1:])
     (loss_sum / n).backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -133,8 +137,9 @@ def bare_step(model, opt: torch.optim.Optimizer, batch: dict, bf16: bool = False
     opt.zero_grad()
 
 
-def bare_throughput(dm, batches: list, steps: int, device: str = "cpu") -> float:
-    """Median target tokens/s of the same model, batches, optimizer and clipping in a plain PyTorch loop."""
+def bare_throughput(dm, batches: list, steps: int, device: str = "cpu", forward=None) -> float:
+    """Median target tokens/s of the same model, batches, optimizer and clipping in a plain PyTorch loop
+    (through ``forward``, as in ``bare_step``, where given)."""
     torch.manual_seed(0)
     model = reference_model(dm).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -143,7 +148,7 @@ def bare_throughput(dm, batches: list, steps: int, device: str = "cpu") -> float
         # Lightning moves each batch to the device inside the step it times, so the bare loop does too.
         sync(device)
         t = time.perf_counter()
-        bare_step(model, opt, {k: v.to(device) for k, v in batch.items()})
+        bare_step(model, opt, {k: v.to(device) for k, v in batch.items()}, forward=forward)
         sync(device)
         rates.append(target_tokens(batch) / (time.perf_counter() - t))
     return statistics.median(rates[3:])
@@ -296,6 +301,33 @@ def decoding_speed(translator, sentences: list[str], beam: int, bf16: bool = Fal
     return statistics.median(runs)
 
 
+def decoding_against_textbook(translator, sentences: list[str], beam: int, device: str = "cpu") -> dict[str, float]:
+    """Sentences/s of our search and of the textbook one (``textbook.py``) on the same model, in alternating
+    passes (2 each, median), and the share of sentences both translate identically."""
+    import textbook
+
+    from seq2seq_lit.translator import DecodingConfig
+
+    cfg = DecodingConfig(beam_size=beam, max_tokens=4096)
+    searches = {
+        "ours": lambda lines: [hyps[0].text for hyps in translator.translate(lines, cfg)],
+        "textbook": lambda lines: textbook.translate(translator, lines, cfg),
+    }
+    speeds: dict[str, list[float]] = {name: [] for name in searches}
+    outputs = {}
+    for search in searches.values():
+        search(sentences[:64])  # warm-up
+    for i in range(2):
+        for name in searches if i % 2 == 0 else reversed(searches):
+            sync(device)
+            t = time.perf_counter()
+            outputs[name] = searches[name](sentences)
+            sync(device)
+            speeds[name].append(len(sentences) / (time.perf_counter() - t))
+    same = sum(a == b for a, b in zip(outputs["ours"], outputs["textbook"])) / len(sentences)
+    return {"ours": statistics.median(speeds["ours"]), "textbook": statistics.median(speeds["textbook"]), "same": same}
+
+
 def help_seconds() -> float:
     runs = []
     for _ in range(3):
@@ -328,7 +360,7 @@ def main() -> None:
     from seq2seq_lit.sampler import BucketBatchSampler
     from seq2seq_lit.translator import Translator
 
-    steps = 15 if args.quick else 40
+    steps = 12 if args.quick else 40
     dm, batches = reference_batches(args.data, args.cache, steps)
     res: dict[str, float | str] = {}
 
@@ -342,26 +374,32 @@ def main() -> None:
     # after every round (their best reading counts), and each round runs Lightning fp32, the bare loop and
     # Lightning bf16 back to back, in reverse order every other round so a steady drift favours none: the
     # overhead and the bf16 speedup are medians of per-round ratios of runs a minute apart.
+    import textbook
+
     runs = {
         "fp32": lambda: lightning_throughput(dm, batches, "32-true", steps, args.device)[0],
         "bare": lambda: bare_throughput(dm, batches, steps, args.device),
         "bf16": lambda: lightning_throughput(dm, batches, "bf16-mixed", steps, args.device)[0],
+        "textbook": lambda: bare_throughput(dm, batches, steps, args.device, forward=textbook.forward),
     }
     ceilings = [(matmul_gflops(torch.float32, args.device), matmul_gflops(torch.bfloat16, args.device))]
     rounds = []
     for i in range(1 if args.quick else 4):
         order = list(runs) if i % 2 == 0 else list(runs)[::-1]
         measured = {name: runs[name]() for name in order}
-        rounds.append(tuple(measured[name] for name in runs))
+        rounds.append({name: measured[name] for name in runs})
         ceilings.append((matmul_gflops(torch.float32, args.device), matmul_gflops(torch.bfloat16, args.device)))
     res["matmul_gflops_fp32"] = max(c[0] for c in ceilings)
     res["matmul_gflops_bf16"] = max(c[1] for c in ceilings)
-    res["train_tok_s_fp32"] = statistics.median(r[0] for r in rounds)
-    res["train_tok_s_bare_fp32"] = statistics.median(r[1] for r in rounds)
-    res["lightning_overhead"] = statistics.median(1 - fp32 / bare for fp32, bare, _ in rounds)
-    res["train_tok_s_bf16"] = statistics.median(r[2] for r in rounds)
-    res["bf16_speedup"] = statistics.median(bf16 / fp32 for fp32, _, bf16 in rounds)
-    res["rounds_tok_s_fp32_bare_bf16"] = [[round(x) for x in r] for r in rounds]
+    res["train_tok_s_fp32"] = statistics.median(r["fp32"] for r in rounds)
+    res["train_tok_s_bare_fp32"] = statistics.median(r["bare"] for r in rounds)
+    res["lightning_overhead"] = statistics.median(1 - r["fp32"] / r["bare"] for r in rounds)
+    res["train_tok_s_bf16"] = statistics.median(r["bf16"] for r in rounds)
+    res["bf16_speedup"] = statistics.median(r["bf16"] / r["fp32"] for r in rounds)
+    res["train_tok_s_textbook_fp32"] = statistics.median(r["textbook"] for r in rounds)
+    # Both plain loops: the same model, batches and optimizer, only the decoder's time loop differs.
+    res["speedup_vs_textbook_train_fp32"] = statistics.median(r["bare"] / r["textbook"] for r in rounds)
+    res["rounds_tok_s"] = [{name: round(x) for name, x in r.items()} for r in rounds]
     dims = (len(dm.tgt_tokenizer), REF["word_vec_size"], REF["hidden_size"], REF["n_layers"])
     flops_per_tok = statistics.median(train_flops(b, *dims) / target_tokens(b) for b in batches)
     res["train_flops_per_tgt_token"] = flops_per_tok
@@ -377,16 +415,19 @@ def main() -> None:
         model = reference_model(dm, dropout=0.0).to(args.device).eval()
         translator = Translator(model, dm.src_tokenizer, dm.tgt_tokenizer, 100)
         res["decoding_model"] = "untrained reference model (outputs run to the length limit)"
-    res["greedy_sent_s"] = decoding_speed(translator, test_src, 1, device=args.device)
-    res["beam5_sent_s"] = decoding_speed(translator, test_src, 5, device=args.device)
+    for name, beam in (("greedy", 1), ("beam5", 5)):
+        pair = decoding_against_textbook(translator, test_src, beam, args.device)
+        res[f"{name}_sent_s"], res[f"{name}_sent_s_textbook"] = pair["ours"], pair["textbook"]
+        res[f"speedup_vs_textbook_{name}"] = pair["ours"] / pair["textbook"]
+        res[f"same_output_as_textbook_{name}"] = pair["same"]
     res["greedy_sent_s_bf16"] = decoding_speed(translator, test_src, 1, bf16=True, device=args.device)
     res["beam5_sent_s_bf16"] = decoding_speed(translator, test_src, 5, bf16=True, device=args.device)
     decoding_ceilings(res, translator, test_src)
     if args.device == "cpu":
-        steps_profiled, sentences_profiled = (5, 100) if args.quick else (10, 1000)
+        steps_profiled, sentences_profiled = (3, 50) if args.quick else (10, 1000)
         matmul_bounds(res, dm, batches[: 3 + steps_profiled], translator, test_src[:sentences_profiled])
     res["help_s"] = help_seconds()
-    res["peak_rss_mb"] = training_rss_mb(args, steps)
+    res["peak_rss_mb"] = training_rss_mb(args, 8 if args.quick else steps)
     res["peak_rss_mb_harness"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cpu = platform.processor() or platform.machine()
     res["machine"] = f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"

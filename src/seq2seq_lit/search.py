@@ -36,6 +36,11 @@ def length_penalty(length: torch.Tensor | int, alpha: float) -> torch.Tensor | f
     return ((5 + length) / 6) ** alpha
 
 
+def score_dtype(memory) -> torch.dtype:
+    """Scores are kept in float32, or float64 for a float64 model (bf16 autocast still scores in float32)."""
+    return torch.promote_types(memory.h_src.dtype, torch.float32)
+
+
 def max_lengths(src_lengths: torch.Tensor, a: float, b: int) -> torch.Tensor:
     """Longest output allowed per sentence: ``a * src_len + b`` tokens, EOS included."""
     return (a * src_lengths.float() + b).long().clamp(min=1)
@@ -52,12 +57,13 @@ def greedy_search(
     """
     batch, device = src.size(0), src.device
     memory, state = model.encode(src, src_lengths)
+    dtype = score_dtype(memory)
     limit = max_lengths(src_lengths, max_len_a, max_len_b).to(device)
     max_len = int(limit.max())
     tokens = src.new_full((batch, max_len), PAD_ID)
-    log_prob = torch.zeros(batch, device=device)
+    log_prob = torch.zeros(batch, dtype=dtype, device=device)
     lengths = limit.clone()
-    attention = torch.zeros(batch, max_len, src.size(1), device=device) if return_attention else None
+    attention = torch.zeros(batch, max_len, src.size(1), dtype=dtype, device=device) if return_attention else None
     active = torch.arange(batch, device=device)  # rows of the original batch still decoding
     y = src.new_full((batch, 1), BOS_ID)
     for t in range(max_len):
@@ -107,6 +113,7 @@ def beam_search(
         raise ValueError(f"n_best={n_best} must be between 1 and beam_size={beam_size}")
     batch, k, device = src.size(0), beam_size, src.device
     memory, state = model.encode(src, src_lengths)
+    dtype = score_dtype(memory)
     rows = torch.arange(batch, device=device).repeat_interleave(k)
     memory, state = memory.index_select(rows), reorder_state(state, rows)
     limit = max_lengths(src_lengths, max_len_a, max_len_b).to(device)
@@ -114,19 +121,19 @@ def beam_search(
     neg_inf = float("-inf")
 
     # Finished hypotheses: the best k per sentence, by normalised score.
-    fin_score = torch.full((batch, k), neg_inf, device=device)
-    fin_lp = torch.full((batch, k), neg_inf, device=device)
+    fin_score = torch.full((batch, k), neg_inf, dtype=dtype, device=device)
+    fin_lp = torch.full((batch, k), neg_inf, dtype=dtype, device=device)
     fin_tokens = src.new_full((batch, k, max_len), PAD_ID)
     fin_len = torch.ones(batch, k, dtype=torch.long, device=device)
-    fin_attn = torch.zeros(batch, k, max_len, src_len, device=device) if return_attention else None
+    fin_attn = torch.zeros(batch, k, max_len, src_len, dtype=dtype, device=device) if return_attention else None
     # Sentences still decoding (indices into the batch); a sentence that is done leaves the decoder batch,
     # so the tensors below have one row per active sentence (or k, one per live hypothesis).
     active = torch.arange(batch, device=device)
     # Live hypotheses: k per sentence; only the first is real at the start.
-    live_lp = torch.full((batch, k), neg_inf, device=device)
+    live_lp = torch.full((batch, k), neg_inf, dtype=dtype, device=device)
     live_lp[:, 0] = 0.0
     live_tokens = src.new_empty((batch * k, 0))
-    live_attn = torch.zeros(batch * k, 0, src_len, device=device) if return_attention else None
+    live_attn = torch.zeros(batch * k, 0, src_len, dtype=dtype, device=device) if return_attention else None
     cand_order = torch.arange(2 * k, device=device)
     y = src.new_full((batch * k, 1), BOS_ID)
 
