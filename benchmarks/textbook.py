@@ -43,7 +43,7 @@ def greedy(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, cfg: De
     memory, (state, feed) = model.encode(src, src_lengths)
     limit = max_lengths(src_lengths, cfg.max_len_a, cfg.max_len_b)
     y = src.new_full((src.size(0), 1), BOS_ID)
-    ended = torch.zeros(src.size(0), dtype=torch.bool)
+    ended = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
     tokens = []
     for t in range(int(limit.max())):
         feed, state = decode_step(model, y, feed, state, memory)
@@ -64,17 +64,17 @@ def greedy(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, cfg: De
 @torch.no_grad()
 def beam(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, cfg: DecodingConfig) -> list:
     """Best beam-search hypothesis per sentence, with the bookkeeping done sentence by sentence in Python."""
-    batch, k, alpha = src.size(0), cfg.beam_size, cfg.alpha
+    batch, k, alpha, device = src.size(0), cfg.beam_size, cfg.alpha, src.device
     memory, (state, feed) = model.encode(src, src_lengths)
-    rows = torch.arange(batch).repeat_interleave(k)
+    rows = torch.arange(batch, device=device).repeat_interleave(k)
     memory, state, feed = memory.index_select(rows), tuple(s.index_select(1, rows) for s in state), feed[rows]
     limits = max_lengths(src_lengths, cfg.max_len_a, cfg.max_len_b).tolist()
     live = [[(0.0, [])] + [(float("-inf"), [])] * (k - 1) for _ in range(batch)]  # (log-prob, tokens) per row
     finished: list[list[tuple[float, list]]] = [[] for _ in range(batch)]  # (score, tokens), best first
     active = list(range(batch))
     for t in range(max(limits)):
-        index = torch.tensor([i * k + j for i in active for j in range(k)])
-        y = torch.tensor([[hyp[1][-1] if hyp[1] else BOS_ID] for i in active for hyp in live[i]])
+        index = torch.tensor([i * k + j for i in active for j in range(k)], device=device)
+        y = torch.tensor([[hyp[1][-1] if hyp[1] else BOS_ID] for i in active for hyp in live[i]], device=device)
         step_memory = memory.index_select(index)
         step_state = tuple(s.index_select(1, index) for s in state)
         step_feed, step_state = decode_step(model, y, feed[index], step_state, step_memory)
@@ -86,7 +86,7 @@ def beam(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, cfg: Deco
             if t + 1 >= limits[i]:
                 block[:, :EOS_ID] = float("-inf")
                 block[:, EOS_ID + 1 :] = float("-inf")
-            total = torch.tensor([hyp[0] for hyp in live[i]]).unsqueeze(1) + block
+            total = torch.tensor([hyp[0] for hyp in live[i]], device=device).unsqueeze(1) + block
             cand_lp, cand = total.view(-1).topk(2 * k)
             new_live = []
             for rank, (score, c) in enumerate(zip(cand_lp.tolist(), cand.tolist())):
@@ -106,8 +106,8 @@ def beam(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, cfg: Deco
                 still.append(i)
         if not still:
             break
-        rows = torch.tensor([i * k + j for i in still for j in range(k)])
-        picked = torch.tensor(source)
+        rows = torch.tensor([i * k + j for i in still for j in range(k)], device=device)
+        picked = torch.tensor(source, device=device)
         for s, new in zip(state, step_state):
             s[:, rows] = new[:, picked]
         feed[rows] = step_feed[picked]

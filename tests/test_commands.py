@@ -56,6 +56,16 @@ def test_translate_n_best_format(trained_ckpt: Path) -> None:
         assert scores == sorted(scores, reverse=True)
 
 
+def test_each_hypothesis_text_is_its_own_tokens(trained_ckpt: Path) -> None:
+    # Texts are detokenized for a whole batch at once; each must still belong to its row and rank.
+    translator = Translator.from_checkpoint(trained_ckpt)
+    results = translator.translate(SENTENCES, DecodingConfig(beam_size=4, n_best=3))
+    assert [len(hyps) for hyps in results] == [3] * len(SENTENCES)
+    texts = [hyp.text for hyps in results for hyp in hyps]
+    assert texts == translator.tgt_tokenizer.decode([hyp.tokens for hyps in results for hyp in hyps])
+    assert len(set(texts)) > len(SENTENCES)  # the hypotheses differ, so a misplaced text would show
+
+
 def test_translate_n_best_above_beam_is_a_clear_error(trained_ckpt: Path) -> None:
     result = command("translate", [f"ckpt_path={trained_ckpt}", "beam_size=2", "n_best=3"], b"A dog.\n")
     assert result.returncode == 1

@@ -97,8 +97,11 @@ class Translator:
             found: SearchResult = search(self.model, batch["src"], batch["src_lengths"], cfg, attention)
             tokens = found.token_lists()
             scores = found.scores.tolist()
+            # One SentencePiece call per batch, not per sentence: each call has a fixed cost (0.1 ms on 2 cores,
+            # about 1 ms on 16), which made a GPU's greedy decoding 5x slower (BENCHMARKS.md).
+            flat = self.tgt_tokenizer.decode([hyp for hyps in tokens for hyp in hyps])
             for row, index in enumerate(batch["ids"].tolist()):
-                texts = self.tgt_tokenizer.decode(tokens[row])
+                texts = flat[row * cfg.n_best : (row + 1) * cfg.n_best]
                 results[index] = [
                     Hypothesis(
                         texts[n],
