@@ -98,7 +98,7 @@ class Translator:
             tokens = found.token_lists()
             scores = found.scores.tolist()
             # One SentencePiece call per batch, not per sentence: each call has a fixed cost (0.1 ms on 2 cores,
-            # about 1 ms on 16), which made a GPU's greedy decoding 5x slower (BENCHMARKS.md).
+            # about 1 ms on 16), which made greedy decoding on a GPU 3-4x slower (BENCHMARKS.md).
             flat = self.tgt_tokenizer.decode([hyp for hyps in tokens for hyp in hyps])
             for row, index in enumerate(batch["ids"].tolist()):
                 texts = flat[row * cfg.n_best : (row + 1) * cfg.n_best]
