@@ -287,19 +287,22 @@ def decoding_ceilings(res: dict, translator, sentences: list[str]) -> None:
             res[f"{name}_sent_s_ceiling_{precision}"] = res[f"matmul_gflops_{precision}"] * 1e9 / flops
 
 
+def timed_pass(search, sentences: list[str], device: str = "cpu") -> tuple[float, list]:
+    """Sentences per second of one ``search(sentences)`` pass (the device synchronised), and its output."""
+    sync(device)
+    t = time.perf_counter()
+    out = search(sentences)
+    sync(device)
+    return len(sentences) / (time.perf_counter() - t), out
+
+
 def decoding_speed(translator, sentences: list[str], beam: int, bf16: bool = False, device: str = "cpu") -> float:
     from seq2seq_lit.translator import DecodingConfig
 
     cfg = DecodingConfig(beam_size=beam, max_tokens=4096, bf16=bf16)
     translator.translate(sentences[:64], cfg)  # warm-up
-    runs = []
-    for _ in range(2):
-        sync(device)
-        t = time.perf_counter()
-        translator.translate(sentences, cfg)
-        sync(device)
-        runs.append(len(sentences) / (time.perf_counter() - t))
-    return statistics.median(runs)
+    return statistics.median(timed_pass(lambda lines: translator.translate(lines, cfg), sentences, device)[0]
+                             for _ in range(2))  # fmt: skip
 
 
 def decoding_against_textbook(translator, sentences: list[str], beam: int, device: str = "cpu") -> dict[str, float]:
@@ -320,11 +323,8 @@ def decoding_against_textbook(translator, sentences: list[str], beam: int, devic
         search(sentences[:64])  # warm-up
     for i in range(2):
         for name in searches if i % 2 == 0 else reversed(searches):
-            sync(device)
-            t = time.perf_counter()
-            outputs[name] = searches[name](sentences)
-            sync(device)
-            speeds[name].append(len(sentences) / (time.perf_counter() - t))
+            speed, outputs[name] = timed_pass(searches[name], sentences, device)
+            speeds[name].append(speed)
     same = sum(a == b for a, b in zip(outputs["ours"], outputs["textbook"])) / len(sentences)
     return {"ours": statistics.median(speeds["ours"]), "textbook": statistics.median(speeds["textbook"]), "same": same}
 

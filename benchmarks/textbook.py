@@ -27,6 +27,12 @@ def decode_step(model: Seq2Seq, y: torch.Tensor, feed: torch.Tensor, state: tupl
     return dec.dropout(torch.tanh(dec.concat(torch.cat([context, out], dim=-1)))), state
 
 
+def force_eos(lp: torch.Tensor, rows) -> None:
+    """In place: every token but EOS impossible in ``lp[rows]`` (a sentence at its length limit)."""
+    lp[rows, :EOS_ID] = float("-inf")
+    lp[rows, EOS_ID + 1 :] = float("-inf")
+
+
 def forward(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
     """Teacher-forced log-probabilities ``(batch, tgt_len, |V|)``, the generator applied once after the loop."""
     memory, (state, feed) = model.encode(src, src_lengths)
@@ -49,8 +55,7 @@ def greedy(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, cfg: De
         feed, state = decode_step(model, y, feed, state, memory)
         lp = model.generator(feed)[:, -1]
         # |lp| = (batch_size, vocab_size); EOS is forced at each sentence's length limit
-        lp[t + 1 >= limit, :EOS_ID] = float("-inf")
-        lp[t + 1 >= limit, EOS_ID + 1 :] = float("-inf")
+        force_eos(lp, t + 1 >= limit)
         token = lp.argmax(dim=-1).masked_fill(ended, PAD_ID)
         tokens.append(token)
         ended |= token == EOS_ID
@@ -84,8 +89,7 @@ def beam(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, cfg: Deco
         for n, i in enumerate(active):
             block = lp[n * k : (n + 1) * k].clone()
             if t + 1 >= limits[i]:
-                block[:, :EOS_ID] = float("-inf")
-                block[:, EOS_ID + 1 :] = float("-inf")
+                force_eos(block, slice(None))
             total = torch.tensor([hyp[0] for hyp in live[i]], device=device).unsqueeze(1) + block
             cand_lp, cand = total.view(-1).topk(2 * k)
             new_live = []
