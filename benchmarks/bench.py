@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -38,6 +39,14 @@ TARGETS = {
     "help_s": ("<=", 2.0),
     "peak_rss_mb": ("<=", 2048),
 }
+
+
+@contextmanager
+def stage(stages: dict[str, float], name: str):
+    """Record how long the harness spent in one of its parts (the ``stage_s`` figures)."""
+    start = time.perf_counter()
+    yield
+    stages[name] = round(time.perf_counter() - start, 1)
 
 
 def sync(device: str) -> None:
@@ -227,6 +236,12 @@ REQUIRED_TRAINING_OPS = {
     "aten::sigmoid_backward", "aten::tanh_backward", "aten::sqrt", "aten::addcdiv_", "aten::lerp_",
     "aten::addcmul_", "aten::mul_", "aten::div_", "aten::linalg_vector_norm",
 }  # fmt: skip
+# The same for decoding: the log-softmax over the vocabulary (the scores need it), picking the best words
+# (argmax or top-k), the attention's softmax and the gates' sigmoid/tanh (in place in the encoder's LSTM).
+REQUIRED_DECODING_OPS = {
+    "aten::_log_softmax", "aten::max", "aten::topk", "aten::_softmax", "aten::sigmoid", "aten::sigmoid_",
+    "aten::tanh", "aten::tanh_",
+}  # fmt: skip
 
 
 def time_shares(work, groups: dict[str, set[str]]) -> dict[str, float]:
@@ -250,7 +265,8 @@ def time_shares(work, groups: dict[str, set[str]]) -> dict[str, float]:
 
 def matmul_bounds(res: dict, dm, batches: list, translator, sentences: list[str]) -> None:
     """Add the matmul shares of fp32 training (bare loop, ``batches`` after the first 3) and of greedy and
-    beam-5 decoding of ``sentences`` to ``res``, with the speeds they bound."""
+    beam-5 decoding of ``sentences`` to ``res``, with the speeds they bound; and the shares of the work each
+    needs besides the matmuls (``REQUIRED_*_OPS``), with the speeds matmuls and that work together bound."""
     from seq2seq_lit.translator import DecodingConfig
 
     model = reference_model(dm).train()
@@ -264,9 +280,13 @@ def matmul_bounds(res: dict, dm, batches: list, translator, sentences: list[str]
     for name, beam in (("greedy", 1), ("beam5", 5)):
         for suffix, bf16 in (("", False), ("_bf16", True)):
             cfg = DecodingConfig(beam_size=beam, max_tokens=4096, bf16=bf16)
-            share = time_shares(lambda cfg=cfg: translator.translate(sentences, cfg), {"matmul": MATMUL_OPS})
+            groups = {"matmul": MATMUL_OPS, "required": REQUIRED_DECODING_OPS}
+            share = time_shares(lambda cfg=cfg: translator.translate(sentences, cfg), groups)
+            speed = res[f"{name}_sent_s{suffix}"]
             res[f"matmul_share_{name}{suffix}"] = share["matmul"]
-            res[f"{name}_sent_s{suffix}_matmul_bound"] = res[f"{name}_sent_s{suffix}"] / share["matmul"]
+            res[f"{name}_sent_s{suffix}_matmul_bound"] = speed / share["matmul"]
+            res[f"required_share_{name}{suffix}"] = share["required"]
+            res[f"{name}_sent_s{suffix}_required_bound"] = speed / (share["matmul"] + share["required"])
 
 
 def decoding_ceilings(res: dict, translator, sentences: list[str]) -> None:
@@ -361,8 +381,10 @@ def main() -> None:
     from seq2seq_lit.sampler import BucketBatchSampler
     from seq2seq_lit.translator import Translator
 
-    steps = 12 if args.quick else 40
-    dm, batches = reference_batches(args.data, args.cache, steps)
+    steps = 10 if args.quick else 40
+    stages: dict[str, float] = {}
+    with stage(stages, "data"):
+        dm, batches = reference_batches(args.data, args.cache, steps)
     res: dict[str, float | str] = {}
 
     src, tgt = dm.datasets["train"].lengths()
@@ -383,13 +405,19 @@ def main() -> None:
         "bf16": lambda: lightning_throughput(dm, batches, "bf16-mixed", steps, args.device)[0],
         "textbook": lambda: bare_throughput(dm, batches, steps, args.device, forward=textbook.forward),
     }
-    ceilings = [(matmul_gflops(torch.float32, args.device), matmul_gflops(torch.bfloat16, args.device))]
-    rounds = []
-    for i in range(1 if args.quick else 4):
-        order = list(runs) if i % 2 == 0 else list(runs)[::-1]
-        measured = {name: runs[name]() for name in order}
-        rounds.append({name: measured[name] for name in runs})
-        ceilings.append((matmul_gflops(torch.float32, args.device), matmul_gflops(torch.bfloat16, args.device)))
+    with stage(stages, "training"):
+        reps = 10 if args.quick else 20
+
+        def read_ceilings() -> tuple[float, float]:
+            return matmul_gflops(torch.float32, args.device, reps), matmul_gflops(torch.bfloat16, args.device, reps)
+
+        ceilings = [read_ceilings()]
+        rounds = []
+        for i in range(1 if args.quick else 4):
+            order = list(runs) if i % 2 == 0 else list(runs)[::-1]
+            measured = {name: runs[name]() for name in order}
+            rounds.append({name: measured[name] for name in runs})
+            ceilings.append(read_ceilings())
     res["matmul_gflops_fp32"] = max(c[0] for c in ceilings)
     res["matmul_gflops_bf16"] = max(c[1] for c in ceilings)
     res["train_tok_s_fp32"] = statistics.median(r["fp32"] for r in rounds)
@@ -408,7 +436,7 @@ def main() -> None:
     res["mfu_bf16"] = res["train_tok_s_bf16"] * flops_per_tok / (res["matmul_gflops_bf16"] * 1e9)
 
     ckpt = args.ckpt or newest_recipe_checkpoint()
-    test_src = dm.raw["test_2016_flickr"].src[: 200 if args.quick else 1000]
+    test_src = dm.raw["test_2016_flickr"].src[: 150 if args.quick else 1000]
     if ckpt is not None:
         translator = Translator.from_checkpoint(ckpt, args.device)
         res["decoding_model"] = str(ckpt.relative_to(ROOT) if ckpt.is_relative_to(ROOT) else ckpt)
@@ -416,19 +444,24 @@ def main() -> None:
         model = reference_model(dm, dropout=0.0).to(args.device).eval()
         translator = Translator(model, dm.src_tokenizer, dm.tgt_tokenizer, 100)
         res["decoding_model"] = "untrained reference model (outputs run to the length limit)"
-    for name, beam in (("greedy", 1), ("beam5", 5)):
-        pair = decoding_against_textbook(translator, test_src, beam, args.device)
-        res[f"{name}_sent_s"], res[f"{name}_sent_s_textbook"] = pair["ours"], pair["textbook"]
-        res[f"speedup_vs_textbook_{name}"] = pair["ours"] / pair["textbook"]
-        res[f"same_output_as_textbook_{name}"] = pair["same"]
-    res["greedy_sent_s_bf16"] = decoding_speed(translator, test_src, 1, bf16=True, device=args.device)
-    res["beam5_sent_s_bf16"] = decoding_speed(translator, test_src, 5, bf16=True, device=args.device)
-    decoding_ceilings(res, translator, test_src)
+    with stage(stages, "decoding"):
+        for name, beam in (("greedy", 1), ("beam5", 5)):
+            pair = decoding_against_textbook(translator, test_src, beam, args.device)
+            res[f"{name}_sent_s"], res[f"{name}_sent_s_textbook"] = pair["ours"], pair["textbook"]
+            res[f"speedup_vs_textbook_{name}"] = pair["ours"] / pair["textbook"]
+            res[f"same_output_as_textbook_{name}"] = pair["same"]
+        res["greedy_sent_s_bf16"] = decoding_speed(translator, test_src, 1, bf16=True, device=args.device)
+        res["beam5_sent_s_bf16"] = decoding_speed(translator, test_src, 5, bf16=True, device=args.device)
+    with stage(stages, "decoding_ceilings"):
+        decoding_ceilings(res, translator, test_src)
     if args.device == "cpu":
-        steps_profiled, sentences_profiled = (3, 50) if args.quick else (10, 1000)
-        matmul_bounds(res, dm, batches[: 3 + steps_profiled], translator, test_src[:sentences_profiled])
-    res["help_s"] = help_seconds()
-    res["peak_rss_mb"] = training_rss_mb(args, 8 if args.quick else steps)
+        steps_profiled, sentences_profiled = (2, 40) if args.quick else (10, 1000)
+        with stage(stages, "matmul_bounds"):
+            matmul_bounds(res, dm, batches[: 3 + steps_profiled], translator, test_src[:sentences_profiled])
+    with stage(stages, "help"):
+        res["help_s"] = help_seconds()
+    with stage(stages, "peak_rss"):
+        res["peak_rss_mb"] = training_rss_mb(args, 6 if args.quick else steps)
     res["peak_rss_mb_harness"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cpu = platform.processor() or platform.machine()
     res["machine"] = f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
@@ -436,6 +469,7 @@ def main() -> None:
         res["machine"] += f", {torch.cuda.get_device_name()}"
         res["peak_gpu_mem_mb_harness"] = torch.cuda.max_memory_allocated() / 2**20
     res["quick"] = args.quick
+    res["stage_s"] = stages  # where the harness's own time went
 
     print("| figure | value | target |\n| --- | --- | --- |")
     for key, value in res.items():
