@@ -263,25 +263,30 @@ def time_shares(work, groups: dict[str, set[str]]) -> dict[str, float]:
     return {name: sum(self_s.get(op, 0.0) for op in ops) / wall for name, ops in groups.items()}
 
 
+def decoding_config(beam: int, bf16: bool = False):
+    """The decoding settings of every decoding figure: beam 1 (greedy) or 5, batches of 4,096 source tokens."""
+    from seq2seq_lit.translator import DecodingConfig
+
+    return DecodingConfig(beam_size=beam, max_tokens=4096, bf16=bf16)
+
+
 def matmul_bounds(res: dict, dm, batches: list, translator, sentences: list[str]) -> None:
     """Add the matmul shares of fp32 training (bare loop, ``batches`` after the first 3) and of greedy and
     beam-5 decoding of ``sentences`` to ``res``, with the speeds they bound; and the shares of the work each
     needs besides the matmuls (``REQUIRED_*_OPS``), with the speeds matmuls and that work together bound."""
-    from seq2seq_lit.translator import DecodingConfig
-
     model = reference_model(dm).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    groups = {"matmul": MATMUL_OPS, "required": REQUIRED_TRAINING_OPS}
-    train = time_shares(lambda: [bare_step(model, opt, batch) for batch in batches[3:]], groups)
+    training_groups = {"matmul": MATMUL_OPS, "required": REQUIRED_TRAINING_OPS}
+    train = time_shares(lambda: [bare_step(model, opt, batch) for batch in batches[3:]], training_groups)
     res["matmul_share_train_fp32"] = train["matmul"]
     res["train_tok_s_fp32_matmul_bound"] = res["train_tok_s_fp32"] / train["matmul"]
     res["required_share_train_fp32"] = train["required"]
     res["train_tok_s_fp32_required_bound"] = res["train_tok_s_fp32"] / (train["matmul"] + train["required"])
+    decoding_groups = {"matmul": MATMUL_OPS, "required": REQUIRED_DECODING_OPS}
     for name, beam in (("greedy", 1), ("beam5", 5)):
         for suffix, bf16 in (("", False), ("_bf16", True)):
-            cfg = DecodingConfig(beam_size=beam, max_tokens=4096, bf16=bf16)
-            groups = {"matmul": MATMUL_OPS, "required": REQUIRED_DECODING_OPS}
-            share = time_shares(lambda cfg=cfg: translator.translate(sentences, cfg), groups)
+            cfg = decoding_config(beam, bf16)
+            share = time_shares(lambda cfg=cfg: translator.translate(sentences, cfg), decoding_groups)
             speed = res[f"{name}_sent_s{suffix}"]
             res[f"matmul_share_{name}{suffix}"] = share["matmul"]
             res[f"{name}_sent_s{suffix}_matmul_bound"] = speed / share["matmul"]
@@ -296,11 +301,9 @@ def decoding_ceilings(res: dict, translator, sentences: list[str]) -> None:
     encoder's cuDNN LSTM escapes the count (212 MFLOP per greedy sentence there, 289 on the CPU)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from seq2seq_lit.translator import DecodingConfig
-
     for name, beam in (("greedy", 1), ("beam5", 5)):
         with FlopCounterMode(display=False) as counter:
-            translator.translate(sentences, DecodingConfig(beam_size=beam, max_tokens=4096))
+            translator.translate(sentences, decoding_config(beam))
         flops = counter.get_total_flops() / len(sentences)
         res[f"{name}_flops_per_sentence"] = flops
         for precision in ("fp32", "bf16"):
@@ -317,9 +320,7 @@ def timed_pass(search, sentences: list[str], device: str = "cpu") -> tuple[float
 
 
 def decoding_speed(translator, sentences: list[str], beam: int, bf16: bool = False, device: str = "cpu") -> float:
-    from seq2seq_lit.translator import DecodingConfig
-
-    cfg = DecodingConfig(beam_size=beam, max_tokens=4096, bf16=bf16)
+    cfg = decoding_config(beam, bf16)
     translator.translate(sentences[:64], cfg)  # warm-up
     return statistics.median(timed_pass(lambda lines: translator.translate(lines, cfg), sentences, device)[0]
                              for _ in range(2))  # fmt: skip
@@ -330,9 +331,7 @@ def decoding_against_textbook(translator, sentences: list[str], beam: int, devic
     passes (2 each, median), and the share of sentences both translate identically."""
     import textbook
 
-    from seq2seq_lit.translator import DecodingConfig
-
-    cfg = DecodingConfig(beam_size=beam, max_tokens=4096)
+    cfg = decoding_config(beam)
     searches = {
         "ours": lambda lines: [hyps[0].text for hyps in translator.translate(lines, cfg)],
         "textbook": lambda lines: textbook.translate(translator, lines, cfg),
