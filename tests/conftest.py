@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from seq2seq_lit.config import register_configs
+from seq2seq_lit.config import model_defaults, register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 MULTI30K = Path(os.environ.get("SEQ2SEQ_LIT_TEST_DATA", ROOT.parent / "shared" / "data" / "multi30k"))
@@ -42,6 +42,23 @@ def multi30k_root() -> Path:
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tokenizer/corpus cache for the whole session, so SentencePiece trains once per setting."""
     return tmp_path_factory.mktemp("cache")
+
+
+def make_seq2seq(src_vocab_size: int, tgt_vocab_size: int, **overrides):
+    """A Seq2Seq network with the schema's defaults except ``overrides``."""
+    from seq2seq_lit.model import build_model
+
+    return build_model(
+        {**model_defaults(), "src_vocab_size": src_vocab_size, "tgt_vocab_size": tgt_vocab_size, **overrides}
+    )
+
+
+def make_module(src_vocab_size: int, tgt_vocab_size: int, **overrides):
+    """A TranslationModule with the schema's defaults except ``overrides``."""
+    from seq2seq_lit.module import TranslationModule
+
+    hparams = {k: v for k, v in model_defaults().items() if k != "_target_"}
+    return TranslationModule(src_vocab_size, tgt_vocab_size, **{**hparams, **overrides})
 
 
 def compose_train(tmp_path: Path, multi30k_root: Path, cache_dir: Path, overrides: list[str] = ()) -> DictConfig:

@@ -39,7 +39,7 @@ def test_beam_one_equals_greedy_on_a_trained_model(trained_ckpt: Path, multi30k_
     src_ids = translator.encode(read_lines(multi30k_root / "val.en.gz")[:200])
     for batch in translator.batches(src_ids, 2000):
         greedy = greedy_search(translator.model, batch["src"], batch["src_lengths"])
-        beam = beam_search(translator.model, batch["src"], batch["src_lengths"], beam_size=1)
+        beam = beam_search(translator.model, batch["src"], batch["src_lengths"], beam_size=1, alpha=0.0)
         assert greedy.token_lists() == beam.token_lists()
         torch.testing.assert_close(greedy.log_probs, beam.log_probs)
 
@@ -142,7 +142,7 @@ def test_evaluate_prints_cased_and_lowercased_scores_and_writes_a_report(
 
 
 def test_truncated_or_mismatched_checkpoint_names_the_file(trained_ckpt: Path, tmp_path: Path) -> None:
-    from seq2seq_lit.translator import load_checkpoint
+    from seq2seq_lit.checkpoint import load_checkpoint
 
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(trained_ckpt.read_bytes()[:5000])
@@ -163,7 +163,7 @@ def test_truncated_or_mismatched_checkpoint_names_the_file(trained_ckpt: Path, t
 def test_checkpoint_loads_onto_another_device(trained_ckpt: Path) -> None:
     # The tokenizers stay on the CPU (SentencePiece reads them through NumPy) while the model goes to the
     # device: ``translate device=cuda`` once failed here. The meta device stands in for a GPU.
-    from seq2seq_lit.translator import load_checkpoint
+    from seq2seq_lit.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(trained_ckpt, "meta")
     assert {p.device.type for p in ckpt.model.parameters()} == {"meta"}

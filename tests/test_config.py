@@ -21,7 +21,7 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_option_exists_in_the_package() -> None:
-    assert options("model") == ["rnn"]
+    assert "rnn" in options("model")
     assert {"multi30k", "parallel_text"} <= set(options("data"))
     assert {"csv", "wandb", "tensorboard", "default", "none"} <= set(options("logger"))
 
@@ -37,7 +37,7 @@ def test_logger_options_instantiate(option: str, tmp_path, multi30k_root, cache_
 def test_callback_options_instantiate(option: str, tmp_path, multi30k_root, cache_dir) -> None:
     cfg = compose_train(tmp_path, multi30k_root, cache_dir, [f"callbacks={option}"])
     callbacks = instantiate_group(cfg.callbacks)
-    assert len(callbacks) == {"default": 6, "none": 0}.get(option, 1)
+    assert len(callbacks) == {"default": 7, "none": 0}.get(option, 1)
     if option == "periodic_checkpoint":
         assert callbacks[0]._train_time_interval == datetime.timedelta(minutes=10)
 
@@ -45,8 +45,9 @@ def test_callback_options_instantiate(option: str, tmp_path, multi30k_root, cach
 @pytest.mark.parametrize("option", options("trainer"))
 def test_trainer_options_instantiate(option: str, tmp_path, multi30k_root, cache_dir) -> None:
     cfg = compose_train(tmp_path, multi30k_root, cache_dir, [f"trainer={option}"])
+    assert cfg.trainer._target_ == "lightning.pytorch.trainer.Trainer"
     if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
-        return  # composes; instantiating needs a GPU
+        pytest.skip(f"trainer={option} composes; instantiating it needs a GPU")
     assert instantiate(cfg.trainer).max_epochs == cfg.trainer.max_epochs
 
 
@@ -94,10 +95,13 @@ def test_data_options_instantiate(option: str, tmp_path, multi30k_root, cache_di
     ],
 )
 def test_bad_overrides_fail_at_composition(override, error, tmp_path, multi30k_root, cache_dir) -> None:
-    with pytest.raises((error, ConfigCompositionException)) as err:
+    with pytest.raises(ConfigCompositionException) as err:
         compose_train(tmp_path, multi30k_root, cache_dir, [override])
+    # Hydra wraps the error; the cause is the expected kind (an unknown group option has no cause).
+    cause = err.value.__cause__ or err.value
+    assert type(cause) is error
     key = override.split("=")[0]
-    assert key.split(".")[-1] in str(err.value) or key in str(err.value.__cause__)
+    assert key.split(".")[-1] in str(cause)
 
 
 def test_default_data_config_sets_up_on_multi30k(tmp_path, multi30k_root, cache_dir) -> None:

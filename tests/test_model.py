@@ -1,8 +1,8 @@
 import pytest
 import torch
+from conftest import make_seq2seq
 
 from seq2seq_lit.decoder import reorder_state
-from seq2seq_lit.model import Seq2Seq
 from seq2seq_lit.vocab import BOS_ID, PAD_ID
 
 
@@ -16,7 +16,7 @@ def toy_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("rnn", ["lstm", "gru"])
 @pytest.mark.parametrize("attention", [True, False])
 def test_forward_shapes(rnn: str, attention: bool) -> None:
-    model = Seq2Seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=2, dropout=0.1, rnn=rnn, attention=attention)
+    model = make_seq2seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=2, dropout=0.1, rnn=rnn, attention=attention)
     src, lengths, tgt_in = toy_batch()
     log_probs = model(src, lengths, tgt_in)
     assert log_probs.shape == (2, 4, 13)
@@ -25,7 +25,7 @@ def test_forward_shapes(rnn: str, attention: bool) -> None:
 
 @pytest.mark.parametrize("attention", [True, False])
 def test_step_by_step_equals_teacher_forcing(attention: bool) -> None:
-    model = Seq2Seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=2, dropout=0.0, attention=attention).eval()
+    model = make_seq2seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=2, dropout=0.0, attention=attention).eval()
     src, lengths, tgt_in = toy_batch()
     full = model(src, lengths, tgt_in)
     memory, state = model.encode(src, lengths)
@@ -37,7 +37,7 @@ def test_step_by_step_equals_teacher_forcing(attention: bool) -> None:
 
 
 def test_decoder_starts_from_merged_encoder_state() -> None:
-    model = Seq2Seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=2, dropout=0.0, rnn="gru").eval()
+    model = make_seq2seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=2, dropout=0.0, rnn="gru").eval()
     src, lengths, _ = toy_batch()
     _, enc_h = model.encoder(src, lengths)
     _, (h0, feed) = model.encode(src, lengths)
@@ -46,7 +46,7 @@ def test_decoder_starts_from_merged_encoder_state() -> None:
 
 
 def test_reorder_state_selects_batch_rows() -> None:
-    model = Seq2Seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=2, dropout=0.0).eval()
+    model = make_seq2seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=2, dropout=0.0).eval()
     src, lengths, _ = toy_batch()
     _, state = model.encode(src, lengths)
     (h, c), feed = reorder_state(state, torch.tensor([1, 1, 0]))
@@ -56,14 +56,14 @@ def test_reorder_state_selects_batch_rows() -> None:
 
 
 def test_tied_embeddings_share_one_tensor() -> None:
-    model = Seq2Seq(15, 13, word_vec_size=10, hidden_size=10, n_layers=1, dropout=0.0, tie_embeddings=True)
+    model = make_seq2seq(15, 13, word_vec_size=10, hidden_size=10, n_layers=1, dropout=0.0, tie_embeddings=True)
     assert model.generator.output.weight is model.decoder.embedding.weight
     assert model.generator.proj is None
 
 
 def test_tied_embeddings_narrower_than_the_hidden_state_go_through_a_projection() -> None:
     torch.manual_seed(0)
-    model = Seq2Seq(15, 13, word_vec_size=6, hidden_size=10, n_layers=1, dropout=0.0, tie_embeddings=True)
+    model = make_seq2seq(15, 13, word_vec_size=6, hidden_size=10, n_layers=1, dropout=0.0, tie_embeddings=True)
     generator = model.generator
     assert generator.output.weight is model.decoder.embedding.weight
     assert generator.proj.weight.shape == (6, 10)
@@ -72,19 +72,21 @@ def test_tied_embeddings_narrower_than_the_hidden_state_go_through_a_projection(
         h @ generator.proj.weight.T @ model.decoder.embedding.weight.T + generator.output.bias, -1
     )
     torch.testing.assert_close(generator(h), expected)
-    untied = Seq2Seq(15, 13, word_vec_size=6, hidden_size=10, n_layers=1, dropout=0.0)
+    untied = make_seq2seq(15, 13, word_vec_size=6, hidden_size=10, n_layers=1, dropout=0.0)
     tied_params, untied_params = (sum(p.numel() for p in m.parameters()) for m in (model, untied))
     assert untied_params - tied_params == 13 * 10 - 6 * 10  # the untied output matrix against the projection
 
 
 def test_shared_embeddings_are_one_matrix_for_both_languages() -> None:
-    model = Seq2Seq(15, 15, word_vec_size=6, hidden_size=10, n_layers=1, tie_embeddings=True, share_embeddings=True)
+    model = make_seq2seq(
+        15, 15, word_vec_size=6, hidden_size=10, n_layers=1, tie_embeddings=True, share_embeddings=True
+    )
     assert model.encoder.embedding.weight is model.decoder.embedding.weight is model.generator.output.weight
     src, lengths, tgt_in = toy_batch()
     model(src, lengths, tgt_in).sum().backward()
     assert model.encoder.embedding.weight.grad[src[0]].abs().sum(-1).gt(0).all()  # source words train it too
     with pytest.raises(ValueError, match=r"share_embeddings=true needs one vocabulary .*15 source and 13 target"):
-        Seq2Seq(15, 13, word_vec_size=6, hidden_size=10, n_layers=1, share_embeddings=True)
+        make_seq2seq(15, 13, word_vec_size=6, hidden_size=10, n_layers=1, share_embeddings=True)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +102,7 @@ def test_shared_embeddings_are_one_matrix_for_both_languages() -> None:
 def test_bad_settings_fail_with_the_key(kwargs: dict, message: str) -> None:
     args = {"word_vec_size": 8, "hidden_size": 10, "n_layers": 1, "dropout": 0.0} | kwargs
     with pytest.raises(ValueError, match=message):
-        Seq2Seq(15, 13, **args)
+        make_seq2seq(15, 13, **args)
 
 
 def test_dropout_acts_on_a_one_layer_model_in_training_only() -> None:
@@ -108,7 +110,7 @@ def test_dropout_acts_on_a_one_layer_model_in_training_only() -> None:
     torch.manual_seed(0)
     src, lengths, tgt_in = torch.tensor([[5, 6, 7, 3]]), torch.tensor([4]), torch.tensor([[2, 4, 5]])
     for dropout, changes in ((0.5, True), (0.0, False)):
-        model = Seq2Seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=1, dropout=dropout)
+        model = make_seq2seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=1, dropout=dropout)
         train_out = model.train()(src, lengths, tgt_in)
         eval_out = model.eval()(src, lengths, tgt_in)
         assert (not torch.allclose(train_out, eval_out)) is changes

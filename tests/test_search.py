@@ -2,8 +2,9 @@ import math
 
 import pytest
 import torch
+from conftest import make_seq2seq
 
-from seq2seq_lit.model import EncodedSource, Seq2Seq
+from seq2seq_lit.model import EncodedSource
 from seq2seq_lit.search import beam_search, greedy_search, length_penalty
 from seq2seq_lit.vocab import BOS_ID, EOS_ID, PAD_ID
 
@@ -44,7 +45,7 @@ def test_greedy_and_beam_on_known_probabilities() -> None:
     greedy = greedy_search(model, SRC, SRC_LEN, max_len_a=0, max_len_b=6)
     assert greedy.token_lists() == [[[A]]]
     assert greedy.log_probs.item() == pytest.approx(math.log(0.5 * 0.4))
-    beam = beam_search(model, SRC, SRC_LEN, beam_size=2, n_best=2, max_len_a=0, max_len_b=6)
+    beam = beam_search(model, SRC, SRC_LEN, beam_size=2, n_best=2, alpha=0.0, max_len_a=0, max_len_b=6)
     # Beam keeps B alive and finds B EOS (0.36), better than greedy's A EOS (0.2).
     assert beam.token_lists() == [[[B], [A]]]
     assert beam.log_probs[0].tolist() == pytest.approx([math.log(0.36), math.log(0.2)])
@@ -69,7 +70,7 @@ def test_max_length_forces_eos() -> None:
     model = MarkovModel({BOS_ID: {A: 0.9, EOS_ID: 0.1}, A: {A: 0.9, EOS_ID: 0.1}})
     for result in (
         greedy_search(model, SRC, SRC_LEN, max_len_a=1.0, max_len_b=1),
-        beam_search(model, SRC, SRC_LEN, beam_size=1, max_len_a=1.0, max_len_b=1),
+        beam_search(model, SRC, SRC_LEN, beam_size=1, alpha=0.0, max_len_a=1.0, max_len_b=1),
     ):
         assert result.lengths.item() == 4  # a * src_len + b tokens, EOS included
         assert result.tokens[0, 0, :4].tolist() == [A, A, A, EOS_ID]
@@ -82,7 +83,7 @@ def test_n_best_above_beam_size_is_an_error() -> None:
 
 def random_batch(seed: int = 0) -> tuple[Seq2Seq, torch.Tensor, torch.Tensor]:
     torch.manual_seed(seed)
-    model = Seq2Seq(30, 25, word_vec_size=16, hidden_size=24, n_layers=2, dropout=0.0).eval()
+    model = make_seq2seq(30, 25, word_vec_size=16, hidden_size=24, n_layers=2, dropout=0.0).eval()
     lengths = torch.tensor([7, 5, 5, 3, 2])
     src = torch.full((5, 7), PAD_ID)
     for i, n in enumerate(lengths.tolist()):
@@ -113,7 +114,7 @@ def test_beam_one_equals_greedy(seed: int) -> None:
     model, src, lengths = random_batch(seed)
     for m in (model, RandomChain(seed)):
         greedy = greedy_search(m, src, lengths, max_len_a=2.0, max_len_b=5)
-        beam = beam_search(m, src, lengths, beam_size=1, max_len_a=2.0, max_len_b=5)
+        beam = beam_search(m, src, lengths, beam_size=1, alpha=0.0, max_len_a=2.0, max_len_b=5)
         assert greedy.token_lists() == beam.token_lists()
         torch.testing.assert_close(greedy.log_probs, beam.log_probs)
     # The chain's sentences end at different steps, some before the limit, so stopping is exercised.

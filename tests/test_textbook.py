@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_seq2seq
 
 from seq2seq_lit.config import DecodingConfig
-from seq2seq_lit.model import Seq2Seq
-from seq2seq_lit.search import beam_search, greedy_search, max_lengths
+from seq2seq_lit.search import greedy_search, max_lengths, search
 from seq2seq_lit.vocab import EOS_ID, PAD_ID
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -21,7 +21,7 @@ def small_model(seed: int, scale: float = 1.0, eos_bias: float = 0.0) -> Seq2Seq
     """A random float64 model; ``scale`` on every weight makes its outputs depend more on the input, and
     ``eos_bias`` makes EOS likelier."""
     torch.manual_seed(seed)
-    model = Seq2Seq(30, 25, word_vec_size=8, hidden_size=16, n_layers=2, dropout=0.0).double().eval()
+    model = make_seq2seq(30, 25, word_vec_size=8, hidden_size=16, n_layers=2, dropout=0.0).double().eval()
     with torch.no_grad():
         for weight in model.parameters():
             weight *= scale
@@ -51,11 +51,14 @@ def test_textbook_forward_equals_the_model(seed: int) -> None:
 def test_textbook_searches_find_our_translations(seed: int, scale: float, eos_bias: float) -> None:
     model, (src, lengths) = small_model(seed, scale, eos_bias), source(seed)
     cfg = DecodingConfig(beam_size=3, alpha=0.6, max_len_a=1.5, max_len_b=4)
-    greedy = [hyps[0] for hyps in greedy_search(model, src, lengths, cfg.max_len_a, cfg.max_len_b).token_lists()]
+    greedy = [
+        hyps[0]
+        for hyps in greedy_search(model, src, lengths, max_len_a=cfg.max_len_a, max_len_b=cfg.max_len_b).token_lists()
+    ]
     assert textbook.greedy(model, src, lengths, cfg) == greedy
     limits = max_lengths(lengths, cfg.max_len_a, cfg.max_len_b)
     assert any(len(tokens) + 1 < limit for tokens, limit in zip(greedy, limits.tolist()))  # not all forced
-    found = beam_search(model, src, lengths, cfg.beam_size, 1, cfg.alpha, cfg.max_len_a, cfg.max_len_b)
+    found = search(model, src, lengths, cfg)
     beam = [hyps[0] for hyps in found.token_lists()]
     assert textbook.beam(model, src, lengths, cfg) == beam
     assert beam != greedy  # the beam finds something greedy does not, so the check covers its bookkeeping

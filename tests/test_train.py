@@ -61,15 +61,17 @@ def test_cli_help_and_cfg(tmp_path: Path, cache_dir: Path) -> None:
         ("model.hiden_size=3", "hiden_size"),
         ("data.max_tokens=50", "data.max_tokens=50 is smaller than the longest allowed example (data.max_length=100"),
         ("data.spm_model_type=wordpiece", "data.spm_model_type='wordpiece'; allowed values"),
-        ("model=transformer", "Could not find 'model/transformer'"),
+        ("model=nonexistent", "Could not find 'model/nonexistent'"),
         ("model.share_embeddings=true", "model.share_embeddings=true needs data.joint_vocab=true"),
     ],
 )
-def test_cli_bad_settings_fail_before_any_work(override, message, tmp_path: Path, cache_dir: Path) -> None:
-    result = run_cli([override, "data.root=/nonexistent"], tmp_path, cache_dir)
-    assert result.returncode != 0
+def test_cli_bad_settings_fail_before_any_work(override, message, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    result = run_cli([override, "data.root=/nonexistent"], tmp_path, cache)
+    assert result.returncode == 1
     assert message in result.stderr + result.stdout
-    assert not list(cache_dir.glob("spm-*-never")), "no work done"
+    assert not cache.exists(), "no tokenizer trained, no corpus encoded"
+    assert "Traceback" not in result.stderr
 
 
 def test_short_real_run_logs_curves_and_saves_a_self_contained_checkpoint(
@@ -97,7 +99,8 @@ def test_short_real_run_logs_curves_and_saves_a_self_contained_checkpoint(
     assert len(steps) == 4 and all(float(r["train/ppl_step"]) > 1 for r in steps)
     assert float(steps[-1]["train/loss_step"]) < float(steps[0]["train/loss_step"])  # it learns
     assert any(r.get("val/ppl") for r in rows) and any(r.get("lr") for r in rows)
-    assert all(float(r["train/tok_s"]) > 0 for r in rows if r.get("train/tok_s"))
+    speeds = [float(r["train/tok_s"]) for r in rows if r.get("train/tok_s")]
+    assert len(speeds) == 4 and min(speeds) > 0
     assert "test/ppl" in metrics and metrics["val/ppl"] > 1
     assert any(r.get("val/bleu") for r in rows) and 0 <= metrics["val/bleu"] <= 100
     # The best checkpoint was tested with beam search; hypotheses and a sacreBLEU report were written.
@@ -193,7 +196,7 @@ def test_overfit_a_few_sentences(tmp_path: Path, multi30k_root: Path, cache_dir:
             "model.word_vec_size=64",
             "model.optimizer.lr=0.005",
             "model.decoding.val_bleu=false",
-            "model.decoding.attention_plots=0",
+            "~callbacks.attention_plots",
         ],
     )
     metrics, _ = train(cfg)

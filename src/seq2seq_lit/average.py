@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from seq2seq_lit.checkpoint import architecture_differences, read_checkpoint
+from seq2seq_lit.errors import CheckpointError, ConfigError, exit_on_user_error
 from seq2seq_lit.tokenizer import write_atomic
 
 
@@ -27,7 +28,7 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
     that differs.
     """
     if not paths:
-        raise ValueError("no checkpoints to average")
+        raise ConfigError("no checkpoints to average")
     first = read_checkpoint(paths[0])
     hparams, tokenizers = first["hyper_parameters"], first["tokenizers"]
     # Sum in float64 so the mean of many checkpoints rounds once, then store in each weight's own dtype.
@@ -39,7 +40,9 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
         if set(ckpt["state_dict"]) != set(total):
             diffs.append("the weight names")
         if diffs:
-            raise ValueError(f"{path}: differs from {paths[0]} in {', '.join(diffs)}; average checkpoints of one run")
+            raise CheckpointError(
+                f"{path}: differs from {paths[0]} in {', '.join(diffs)}; average checkpoints of one run"
+            )
         for name, value in ckpt["state_dict"].items():
             total[name] += value.double()
     weights = {k: (v / len(paths)).to(first["state_dict"][k].dtype) for k, v in total.items()}
@@ -51,24 +54,26 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
     }
 
 
+def write_average(checkpoints: list[Path], output: Path, force: bool) -> None:
+    """Average ``checkpoints`` into ``output``, atomically; never over an input or (without ``force``) a file."""
+    if output.exists() and not force:
+        raise ConfigError(f"{output} exists; pass --force to replace it")
+    if not output.parent.is_dir():
+        raise ConfigError(f"{output}: no such directory {output.parent}")
+    if output.resolve() in {p.resolve() for p in checkpoints}:
+        raise ConfigError(f"{output} is one of the inputs; write the average elsewhere")
+    buf = io.BytesIO()
+    torch.save(average_checkpoints(list(checkpoints)), buf)
+    write_atomic(output, buf.getvalue(), "checkpoint")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m seq2seq_lit.average", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", type=Path, help="checkpoints of one run (e.g. the last epochs)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="where to write the average")
     parser.add_argument("--force", action="store_true", help="replace --output if it exists")
     args = parser.parse_args(argv)
-    try:
-        if args.output.exists() and not args.force:
-            raise ValueError(f"{args.output} exists; pass --force to replace it")
-        if not args.output.parent.is_dir():
-            raise ValueError(f"{args.output}: no such directory {args.output.parent}")
-        if args.output.resolve() in {p.resolve() for p in args.checkpoints}:
-            raise ValueError(f"{args.output} is one of the inputs; write the average elsewhere")
-        buf = io.BytesIO()
-        torch.save(average_checkpoints(args.checkpoints), buf)
-        write_atomic(args.output, buf.getvalue(), "checkpoint")
-    except (ValueError, OSError) as err:
-        sys.exit(f"error: {err}")
+    exit_on_user_error(lambda: write_average(args.checkpoints, args.output, args.force))
     print(f"averaged {len(args.checkpoints)} checkpoints into {args.output}", file=sys.stderr)
 
 

@@ -1,7 +1,9 @@
-"""Structured-config schemas: Hydra checks types and key names against these before any work starts."""
+"""Structured-config schemas: every default lives here, and Hydra checks types and key names against these
+before any work starts. The YAML files under ``conf/`` hold only what differs from these defaults."""
 
 from __future__ import annotations
 
+import functools
 import netrc
 import os
 import socket
@@ -10,47 +12,55 @@ from typing import Any
 from urllib.parse import urlparse
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import II, MISSING, OmegaConf
+
+from seq2seq_lit.errors import ConfigError
 
 RNN_NAMES = ("gru", "lstm")
+SPM_MODEL_TYPES = ("bpe", "unigram", "char", "word")
 
 
 def validate_model_args(hidden_size: int, n_layers: int, dropout: float, rnn: str, word_vec_size: int) -> None:
     """Fail early, naming the config key, on settings the architecture cannot take."""
     if rnn not in RNN_NAMES:
-        raise ValueError(f"model.rnn={rnn!r} is not supported; allowed values: {list(RNN_NAMES)}")
+        raise ConfigError(f"model.rnn={rnn!r} is not supported; allowed values: {list(RNN_NAMES)}")
     if hidden_size < 2 or hidden_size % 2:
-        raise ValueError(
+        raise ConfigError(
             f"model.hidden_size={hidden_size} must be an even number >= 2: the bidirectional encoder "
             "gives each direction hidden_size/2 units"
         )
     if n_layers < 1:
-        raise ValueError(f"model.n_layers={n_layers} must be >= 1")
+        raise ConfigError(f"model.n_layers={n_layers} must be >= 1")
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"model.dropout={dropout} must be in [0, 1)")
+        raise ConfigError(f"model.dropout={dropout} must be in [0, 1)")
     if word_vec_size < 1:
-        raise ValueError(f"model.word_vec_size={word_vec_size} must be >= 1")
+        raise ConfigError(f"model.word_vec_size={word_vec_size} must be >= 1")
 
 
 def validate_data_args(data: Any) -> None:
     """Batching settings that cannot work, named by key, before any data is read."""
-    if data.get("max_tokens") is None and data.get("batch_size") is None:
-        raise ValueError("set data.max_tokens or data.batch_size (or both)")
+    from seq2seq_lit.sampler import check_batch_limits
+
     if data.get("max_length", 0) < 1:
-        raise ValueError(f"data.max_length={data.get('max_length')} must be >= 1")
+        raise ConfigError(f"data.max_length={data.get('max_length')} must be >= 1")
     longest = data.max_length + 2  # BOS and EOS around the longest allowed target
-    if data.get("max_tokens") is not None and data.max_tokens < longest:
-        raise ValueError(
-            f"data.max_tokens={data.max_tokens} is smaller than the longest allowed example "
-            f"(data.max_length={data.max_length} + BOS/EOS = {longest} tokens); raise data.max_tokens to at "
-            f"least {longest} or lower data.max_length"
+    check_batch_limits(
+        data.get("max_tokens"), data.get("batch_size"), longest,
+        f"the longest allowed example (data.max_length={data.max_length} + BOS/EOS = {longest} tokens)",
+    )  # fmt: skip
+    if data.get("spm_model_type") not in SPM_MODEL_TYPES:
+        raise ConfigError(
+            f"data.spm_model_type={data.get('spm_model_type')!r}; allowed values: {list(SPM_MODEL_TYPES)}"
         )
-    if data.get("batch_size") is not None and data.batch_size < 1:
-        raise ValueError(f"data.batch_size={data.batch_size} must be >= 1 (or null)")
-    if data.get("spm_model_type") not in ("bpe", "unigram", "char", "word"):
-        raise ValueError(
-            f"data.spm_model_type={data.get('spm_model_type')!r}; allowed values: ['bpe', 'unigram', 'char', 'word']"
-        )
+
+
+def validate_train_config(cfg: Any) -> None:
+    """The start-up checks of ``train``: settings the model or the data cannot take, named by key."""
+    m = cfg.model
+    validate_model_args(m.hidden_size, m.n_layers, m.dropout, m.rnn, m.word_vec_size)
+    validate_data_args(cfg.data)
+    if m.share_embeddings and not cfg.data.joint_vocab:
+        raise ConfigError("model.share_embeddings=true needs data.joint_vocab=true: one vocabulary for both languages")
 
 
 @dataclass
@@ -66,68 +76,79 @@ class SearchLimits:
 class DecodingSettings(SearchLimits):
     """How the module decodes during validation (val/bleu) and testing (test/bleu)."""
 
-    val_bleu: bool = True
-    val_beam_size: int = 1
-    test_beam_size: int = 5
-    attention_plots: int = 2
+    val_bleu: bool = True  # decode the validation set each validation and log val/bleu (sacreBLEU, cased)
+    val_beam_size: int = 1  # 1 = greedy
+    test_beam_size: int = 5  # after fit, the best checkpoint is tested with this beam: test/bleu, test/chrf
+
+
+def default_optimizer() -> dict[str, Any]:
+    return {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.001, "weight_decay": 0.0}
 
 
 @dataclass
 class ModelConfig:
+    """``model.*``: the network (seq2seq_lit.model.Seq2Seq) and how the LightningModule trains it."""
+
     _target_: str = "seq2seq_lit.module.TranslationModule"
-    rnn: str = "lstm"
+    rnn: str = "lstm"  # lstm | gru
     word_vec_size: int = 256
-    hidden_size: int = 512
+    hidden_size: int = 512  # even: each encoder direction gets hidden_size/2
     n_layers: int = 2
-    dropout: float = 0.3
-    attention: bool = True
-    tie_embeddings: bool = False
-    share_embeddings: bool = False
+    dropout: float = 0.3  # on embeddings, between RNN layers and on the attentional vectors, in [0, 1)
+    attention: bool = True  # Luong general attention + input feeding
+    tie_embeddings: bool = False  # generator output matrix = decoder embedding (projected if the sizes differ)
+    share_embeddings: bool = False  # encoder and decoder embeddings are one matrix; needs data.joint_vocab=true
     label_smoothing: float = 0.0
-    max_nonfinite_steps: int = 5
-    optimizer: Any = None
-    scheduler: Any = None
+    max_nonfinite_steps: int = 5  # consecutive steps with a NaN/inf loss (skipped) before training stops
+    optimizer: Any = field(default_factory=default_optimizer)
+    scheduler: Any = None  # chosen with the model/scheduler group
     decoding: DecodingSettings = field(default_factory=DecodingSettings)
 
 
 @dataclass
 class DataConfig:
+    """``data.*`` settings every data source shares."""
+
     _target_: str = MISSING
-    cache_dir: str = MISSING
-    vocab_size: int = 8000
-    joint_vocab: bool = False
-    spm_model_type: str = "bpe"
+    cache_dir: str = II("paths.cache_dir")  # tokenizers and encoded corpora, keyed by content
+    vocab_size: int = 8000  # SentencePiece pieces per side (or shared with joint_vocab)
+    joint_vocab: bool = False  # one SentencePiece model for both languages
+    spm_model_type: str = "bpe"  # bpe | unigram | char | word
     character_coverage: float = 1.0
-    max_length: int = 100
-    max_tokens: int | None = 4096
-    batch_size: int | None = None
-    eval_max_tokens: int | None = None
-    pool_size: int = 65536
+    max_length: int = 100  # training pairs with more subword tokens on either side are dropped
+    max_tokens: int | None = 4096  # token positions per batch, padding included
+    batch_size: int | None = None  # optional cap on sentences per batch
+    eval_max_tokens: int | None = None  # validation/test batches; null: max_tokens
+    pool_size: int = 65536  # examples shuffled together, then sorted by length and cut into batches
     num_workers: int = 0
-    seed: int | None = 0
+    seed: int | None = II("seed")  # the batch order's seed
 
 
 @dataclass
 class Multi30kConfig(DataConfig):
+    """Multi30k task 1 (Elliott et al., 2016), official raw files ``{split}.{lang}.gz`` under ``root``."""
+
     _target_: str = "seq2seq_lit.datamodule.Multi30kDataModule"
-    root: str = MISSING
-    src_lang: str = "en"
+    root: str = "${paths.data_dir}/multi30k"
+    src_lang: str = "en"  # en | de | fr | cs
     tgt_lang: str = "de"
     test_splits: list[str] = field(default_factory=lambda: ["test_2016_flickr"])
-    download: bool = True
+    download: bool = True  # missing files are downloaded once and checked against their SHA-256 sums
 
 
 @dataclass
 class ParallelTextConfig(DataConfig):
+    """Any line-aligned plain or gzipped text files, one sentence per line."""
+
     _target_: str = "seq2seq_lit.datamodule.TranslationDataModule"
-    train: list[str] = MISSING
+    train: list[str] = MISSING  # [SRC_FILE, TGT_FILE]
     val: list[str] = MISSING
-    test: Any = None
+    test: Any = None  # [SRC_FILE, TGT_FILE] or {name: [SRC_FILE, TGT_FILE], ...}
 
 
 @dataclass
 class TrainConfig:
-    # Typed as Any here; each group option carries its own schema (model_schema, multi30k_schema, ...).
+    # Typed as Any here; each group option carries its own schema (schema/model/rnn, schema/data/multi30k, ...).
     model: Any = MISSING
     data: Any = MISSING
     trainer: Any = MISSING
@@ -136,54 +157,66 @@ class TrainConfig:
     paths: Any = MISSING
     task_name: str = "train"
     tags: list[str] = field(default_factory=list)
+    # Seed for Python, NumPy, torch and dataloader workers; 0 is a valid seed; null draws one (logged).
     seed: int | None = 42
-    ckpt_path: str | None = None
+    ckpt_path: str | None = None  # resume: a checkpoint path, or `last` for the newest under logs/<task_name>/
     train: bool = True
-    test: bool = True
-    optimized_metric: str = "val/ppl"
+    test: bool = True  # test the best checkpoint on data's test sets after fit
+    optimized_metric: str = "val/ppl"  # what `train` returns to sweepers
 
 
 @dataclass
 class DecodingConfig(SearchLimits):
     """Search settings for translating: shared by the Translator and the translate/evaluate commands."""
 
-    beam_size: int = 5
-    n_best: int = 1
-    max_tokens: int = 4096
-    bf16: bool = False  # run the decoder under bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)
+    beam_size: int = 5  # 1 = greedy
+    n_best: int = 1  # > 1: translate prints "index ||| hypothesis ||| score" lines
+    max_tokens: int = 4096  # source tokens per batch, padding included
+    bf16: bool = False  # run the decoder under bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX, on GPUs)
 
     def check(self) -> None:
         if self.beam_size < 1:
-            raise ValueError(f"beam_size={self.beam_size} must be >= 1")
+            raise ConfigError(f"beam_size={self.beam_size} must be >= 1")
         if not 1 <= self.n_best <= self.beam_size:
-            raise ValueError(f"n_best={self.n_best} must be between 1 and beam_size={self.beam_size}")
+            raise ConfigError(f"n_best={self.n_best} must be between 1 and beam_size={self.beam_size}")
 
 
 @dataclass
 class TranslateConfig(DecodingConfig):
     ckpt_path: str = MISSING
-    chunk_lines: int = 2000
-    interactive: bool | None = None
-    score: bool = False
+    chunk_lines: int = 2000  # lines read, sorted and translated together (not in interactive mode)
+    interactive: bool | None = None  # a line in, a line out; null: when stdin is a terminal
+    score: bool = False  # read "src<TAB>tgt" lines, print log P(tgt | src)
     device: str = "cpu"
 
 
 @dataclass
 class EvaluateData:
-    root: str = MISSING
-    src_lang: str | None = None
+    root: str = "${oc.env:SEQ2SEQ_LIT_DATA,${hydra:runtime.cwd}/data}/multi30k"
+    src_lang: str | None = None  # null: the checkpoint's training languages
     tgt_lang: str | None = None
-    src: str | None = None
+    src: str | None = None  # or any source file and its reference (plain or .gz), instead of a split
     ref: str | None = None
 
 
 @dataclass
 class EvaluateConfig(DecodingConfig):
     ckpt_path: str = MISSING
-    split: str = "test_2016_flickr"
+    split: str = "test_2016_flickr"  # a Multi30k split under data.root, read as {split}.{lang}.gz
     data: EvaluateData = field(default_factory=EvaluateData)
     device: str = "cpu"
-    output_dir: str = MISSING
+    output_dir: str = "${hydra:runtime.output_dir}"
+
+
+def model_defaults() -> dict[str, Any]:
+    """``model.*`` as the schema sets it, as plain types."""
+    return OmegaConf.to_container(OmegaConf.structured(ModelConfig), resolve=True)  # type: ignore[return-value]
+
+
+def require(cfg: Any, key: str, hint: str) -> None:
+    """A mandatory key (``???``) left unset is a user error naming the key, not a traceback."""
+    if OmegaConf.is_missing(cfg, key):
+        raise ConfigError(f"{key} is required: {hint}")
 
 
 def wandb_mode() -> str:
@@ -191,8 +224,12 @@ def wandb_mode() -> str:
 
     ``WANDB_MODE`` in the environment wins. Never prompts, never waits more than two seconds.
     """
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
+    return os.environ.get("WANDB_MODE") or _wandb_reachable_mode()
+
+
+@functools.cache
+def _wandb_reachable_mode() -> str:
+    # Probed once per process: Hydra resolves the config several times a run, and each would open a socket.
     host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
     logged_in = bool(os.environ.get("WANDB_API_KEY"))
     if not logged_in:

@@ -6,12 +6,14 @@ import gzip
 import hashlib
 from pathlib import Path
 
+from seq2seq_lit.errors import DataError, MissingFileError
+
 
 def read_lines(path: str | Path) -> list[str]:
     """Read one sentence per line; fail with the file and line number on text that is not UTF-8."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingFileError(f"{path}: no such file")
     opener = gzip.open if path.suffix == ".gz" else open
     lines = []
     with opener(path, "rb") as f:
@@ -19,7 +21,7 @@ def read_lines(path: str | Path) -> list[str]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise ValueError(f"{path}:{number}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+                raise DataError(f"{path}:{number}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
             if number == 1:
                 line = line.removeprefix("\ufeff")
             lines.append(line.rstrip("\r\n"))
@@ -30,7 +32,7 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path) -> tuple[list[str]
     """Read a line-aligned pair of files; their line counts must match."""
     src, tgt = read_lines(src_path), read_lines(tgt_path)
     if len(src) != len(tgt):
-        raise ValueError(f"parallel files differ in length: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}")
+        raise DataError(f"parallel files differ in length: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}")
     return src, tgt
 
 

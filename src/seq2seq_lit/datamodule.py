@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -14,9 +14,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from seq2seq_lit import multi30k
-from seq2seq_lit.checkpoint import batches_done
 from seq2seq_lit.collate import collate
 from seq2seq_lit.corpus import file_digest, read_parallel
+from seq2seq_lit.errors import ConfigError, DataError
+from seq2seq_lit.resume import batches_done
 from seq2seq_lit.sampler import BucketBatchSampler
 from seq2seq_lit.tokenizer import Tokenizer, cache_key, load_or_train, write_atomic
 
@@ -31,13 +32,11 @@ class EncodedCorpus(Dataset):
         src: list[list[int]],
         tgt: list[list[int]],
         keep: np.ndarray | None = None,
-        tgt_text: list[str] | None = None,
     ) -> None:
-        self.index = np.arange(len(src)) if keep is None else keep  # positions in the original file
+        self.n_lines = len(src)  # lines of the original files
+        self.index = np.arange(len(src)) if keep is None else keep  # positions in the original files
         self.src = [np.asarray(src[i], dtype=np.int64) for i in self.index]
         self.tgt = [np.asarray(tgt[i], dtype=np.int64) for i in self.index]
-        # The raw references, for BLEU on decoded output.
-        self.tgt_text = [tgt_text[i] for i in self.index] if tgt_text is not None else None
 
     def __len__(self) -> int:
         return len(self.src)
@@ -112,7 +111,7 @@ class TranslationDataModule(L.LightningDataModule):
         for name, split in self.raw.items():
             src_ids, tgt_ids = self._encode(split, digests[name])
             keep = self._filter(name, split, src_ids, tgt_ids, max_length=hp.max_length if name == "train" else None)
-            self.datasets[name] = EncodedCorpus(src_ids, tgt_ids, keep, tgt_text=split.tgt)
+            self.datasets[name] = EncodedCorpus(src_ids, tgt_ids, keep)
         src_len, tgt_len = self.datasets["train"].lengths()
         self.train_sampler = BucketBatchSampler(
             src_len, tgt_len, hp.max_tokens, hp.batch_size, shuffle=True, pool_size=hp.pool_size, seed=hp.seed
@@ -180,7 +179,7 @@ class TranslationDataModule(L.LightningDataModule):
             name, len(keep), int(empty.sum()), int(too_long.sum()), max_length, split.src_path, split.tgt_path,
         )  # fmt: skip
         if len(keep) == 0:
-            raise ValueError(
+            raise DataError(
                 f"{name} split has no pairs left after filtering ({split.src_path}, {split.tgt_path}): "
                 f"{int(empty.sum())} empty, {int(too_long.sum())} longer than data.max_length={max_length}"
             )
@@ -203,9 +202,9 @@ class TranslationDataModule(L.LightningDataModule):
             sampler = self._eval_loader("train").batch_sampler
         log.info(
             "training batches for rank %d of %d: %d, the first holding examples %s",
-            sampler.rank, sampler.num_replicas, len(sampler), sampler._batches()[0][:4],
+            sampler.rank, sampler.num_replicas, len(sampler), sampler.epoch_batches()[0][:4],
         )  # fmt: skip
-        return DataLoader(
+        return ResumableLoader(
             self.datasets["train"],
             batch_sampler=sampler,
             collate_fn=collate,
@@ -222,6 +221,26 @@ class TranslationDataModule(L.LightningDataModule):
     def test_dataloader(self) -> list[DataLoader]:
         return [self._eval_loader(name) for name in self.test_names]
 
+    # -- what the LightningModule reads -------------------------------------------------------------
+    def references(self, split: str, ids: list[int]) -> list[str]:
+        """The raw target sentences of examples ``ids`` of ``split`` (for BLEU on detokenized output)."""
+        return self._text(split, ids, "tgt")
+
+    def sources(self, split: str, ids: list[int]) -> list[str]:
+        """The raw source sentences of examples ``ids`` of ``split``."""
+        return self._text(split, ids, "src")
+
+    def file_lines(self, split: str, ids: list[int]) -> tuple[list[int], int]:
+        """The 0-based line of each example in ``split``'s files (filtered pairs have no example), and the
+        files' line count."""
+        corpus = self.datasets[split]
+        return corpus.index[ids].tolist(), corpus.n_lines
+
+    def _text(self, split: str, ids: list[int], side: str) -> list[str]:
+        lines = getattr(self.raw[split], side)
+        return [lines[i] for i in self.datasets[split].index[ids].tolist()]
+
+    # -- resuming -----------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """The training sampler's place in the epoch, counted as Lightning will count it when resuming."""
         if self.train_sampler is None:
@@ -234,9 +253,18 @@ class TranslationDataModule(L.LightningDataModule):
     def load_state_dict(self, state: dict) -> None:
         if self.train_sampler is not None and "train_sampler" in state:
             self.train_sampler.load_state_dict(state["train_sampler"])
-            # Lightning warns that a mid-epoch resume repeats batches unless the DataLoader itself is stateful;
-            # here the sampler resumes in place, so nothing repeats.
-            warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch ended")
+
+
+class ResumableLoader(DataLoader):
+    """The training DataLoader. Lightning treats a loader with ``state_dict``/``load_state_dict`` as one that
+    resumes mid-epoch (and does not warn that batches repeat). This one does: its sampler's place travels in
+    the datamodule's state, so the loader's own state is empty."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
 
 class Multi30kDataModule(TranslationDataModule):
@@ -253,12 +281,12 @@ class Multi30kDataModule(TranslationDataModule):
     ) -> None:
         for key, lang in (("data.src_lang", src_lang), ("data.tgt_lang", tgt_lang)):
             if lang not in multi30k.LANGS:
-                raise ValueError(f"{key}={lang!r} is not a Multi30k language; allowed values: {list(multi30k.LANGS)}")
+                raise ConfigError(f"{key}={lang!r} is not a Multi30k language; allowed values: {list(multi30k.LANGS)}")
         if src_lang == tgt_lang:
-            raise ValueError(f"data.src_lang and data.tgt_lang are both {src_lang!r}")
+            raise ConfigError(f"data.src_lang and data.tgt_lang are both {src_lang!r}")
         for split in test_splits:
             if split not in multi30k.SPLITS[2:]:
-                raise ValueError(
+                raise ConfigError(
                     f"data.test_splits: unknown split {split!r}; allowed values: {list(multi30k.SPLITS[2:])}"
                 )
         root_path = Path(root)
@@ -280,7 +308,7 @@ class Multi30kDataModule(TranslationDataModule):
 
 def _pair(key: str, pair) -> tuple[Path, Path]:
     if pair is None or len(pair) != 2:
-        raise ValueError(f"{key} must be a list [SRC_FILE, TGT_FILE], got {pair!r}")
+        raise ConfigError(f"{key} must be a list [SRC_FILE, TGT_FILE], got {pair!r}")
     return Path(pair[0]).expanduser(), Path(pair[1]).expanduser()
 
 

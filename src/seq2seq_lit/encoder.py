@@ -27,7 +27,6 @@ class Encoder(nn.Module):
         rnn: str = "lstm",
     ) -> None:
         super().__init__()
-        self.rnn_type = rnn
         self.embedding = nn.Embedding(vocab_size, word_vec_size, padding_idx=PAD_ID)
         self.rnn = RNN_TYPES[rnn](
             word_vec_size,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
 
-from seq2seq_lit.config import register_configs
+from seq2seq_lit.config import register_configs, require
+from seq2seq_lit.errors import ConfigError, exit_on_user_error
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -20,14 +19,14 @@ def source_and_reference(cfg: DictConfig, hp_data: dict) -> tuple[Path, Path]:
     """Explicit ``data.src``/``data.ref`` files, or the Multi30k split in the checkpoint's languages."""
     if cfg.data.src or cfg.data.ref:
         if not (cfg.data.src and cfg.data.ref):
-            raise ValueError("set both data.src and data.ref, or neither (to use split= under data.root)")
+            raise ConfigError("set both data.src and data.ref, or neither (to use split= under data.root)")
         return Path(cfg.data.src), Path(cfg.data.ref)
     from seq2seq_lit import multi30k
 
     src_lang = cfg.data.src_lang or hp_data.get("src_lang")
     tgt_lang = cfg.data.tgt_lang or hp_data.get("tgt_lang")
     if not (src_lang and tgt_lang):
-        raise ValueError("the checkpoint was not trained on Multi30k: set data.src and data.ref")
+        raise ConfigError("the checkpoint was not trained on Multi30k: set data.src and data.ref")
     root = Path(cfg.data.root)
     names = [multi30k.file_name(cfg.split, lang) for lang in (src_lang, tgt_lang)]
     multi30k.ensure_files(root, names, allow_download=cfg.split in multi30k.SPLITS[:3])
@@ -35,10 +34,12 @@ def source_and_reference(cfg: DictConfig, hp_data: dict) -> tuple[Path, Path]:
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    from seq2seq_lit.checkpoint import load_checkpoint
     from seq2seq_lit.corpus import read_parallel
     from seq2seq_lit.scoring import score_corpus, write_report
-    from seq2seq_lit.translator import Translator, load_checkpoint
+    from seq2seq_lit.translator import Translator
 
+    require(cfg, "ckpt_path", "the checkpoint to evaluate, e.g. ckpt_path=RUN/checkpoints/last.ckpt")
     decoding = OmegaConf.to_object(cfg)  # an EvaluateConfig, which is a DecodingConfig
     decoding.n_best = 1
     decoding.check()
@@ -69,10 +70,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
-        evaluate(cfg)
-    except (ValueError, OSError, MissingMandatoryValue) as err:
-        sys.exit(f"error: {err}")
+    exit_on_user_error(lambda: evaluate(cfg))
 
 
 if __name__ == "__main__":

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from seq2seq_lit.config import validate_model_args
-from seq2seq_lit.decoder import Decoder, DecoderState, reorder_state
+from seq2seq_lit.decoder import Decoder, DecoderState
 from seq2seq_lit.encoder import Encoder
+from seq2seq_lit.errors import ConfigError
 from seq2seq_lit.generator import Generator
 from seq2seq_lit.vocab import PAD_ID
 
@@ -34,19 +37,20 @@ class Seq2Seq(nn.Module):
         self,
         src_vocab_size: int,
         tgt_vocab_size: int,
-        word_vec_size: int = 256,
-        hidden_size: int = 512,
-        n_layers: int = 2,
-        dropout: float = 0.3,
-        rnn: str = "lstm",
-        attention: bool = True,
-        tie_embeddings: bool = False,
-        share_embeddings: bool = False,
+        *,
+        word_vec_size: int,
+        hidden_size: int,
+        n_layers: int,
+        dropout: float,
+        rnn: str,
+        attention: bool,
+        tie_embeddings: bool,
+        share_embeddings: bool,
     ) -> None:
         super().__init__()
         validate_model_args(hidden_size, n_layers, dropout, rnn, word_vec_size)
         if share_embeddings and src_vocab_size != tgt_vocab_size:
-            raise ValueError(
+            raise ConfigError(
                 f"model.share_embeddings=true needs one vocabulary for both languages (data.joint_vocab=true); "
                 f"got {src_vocab_size} source and {tgt_vocab_size} target pieces"
             )
@@ -81,4 +85,13 @@ class Seq2Seq(nn.Module):
         return log_probs
 
 
-__all__ = ["EncodedSource", "Seq2Seq", "reorder_state", "validate_model_args"]
+# The hyper-parameters ``Seq2Seq`` takes; the rest of ``model.*`` configures training.
+NETWORK_KEYS = (
+    "src_vocab_size", "tgt_vocab_size", "word_vec_size", "hidden_size", "n_layers", "dropout", "rnn", "attention",
+    "tie_embeddings", "share_embeddings",
+)  # fmt: skip
+
+
+def build_model(hparams: Mapping[str, Any]) -> Seq2Seq:
+    """The network that a run's (or a checkpoint's) hyper-parameters describe."""
+    return Seq2Seq(**{key: hparams[key] for key in NETWORK_KEYS})

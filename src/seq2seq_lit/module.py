@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,11 @@ from torchmetrics import MeanMetric
 from torchmetrics.text import SacreBLEUScore
 
 from seq2seq_lit.config import DecodingConfig, DecodingSettings
+from seq2seq_lit.errors import ConfigError, DivergedError
 from seq2seq_lit.metrics import CorpusPerplexity
-from seq2seq_lit.model import Seq2Seq
+from seq2seq_lit.model import build_model
+from seq2seq_lit.search import search
 from seq2seq_lit.tokenizer import Tokenizer
-from seq2seq_lit.translator import search
 from seq2seq_lit.vocab import PAD_ID
 
 log = logging.getLogger(__name__)
@@ -46,53 +46,49 @@ def masked_nll(
 
 
 class TranslationModule(L.LightningModule):
-    """Wraps :class:`Seq2Seq`; one shared step for train/val/test."""
+    """Wraps :class:`Seq2Seq`; one shared step for train/val/test.
+
+    Every argument but the vocabulary sizes comes from ``model.*`` (defaults: ``config.ModelConfig``); ``data``
+    is the data config, kept so a checkpoint records what the model was trained on.
+    """
 
     def __init__(
         self,
         src_vocab_size: int,
         tgt_vocab_size: int,
-        word_vec_size: int = 256,
-        hidden_size: int = 512,
-        n_layers: int = 2,
-        dropout: float = 0.3,
-        rnn: str = "lstm",
-        attention: bool = True,
-        tie_embeddings: bool = False,
-        share_embeddings: bool = False,
-        label_smoothing: float = 0.0,
-        max_nonfinite_steps: int = 5,
-        optimizer: dict[str, Any] | None = None,
-        scheduler: dict[str, Any] | None = None,
+        *,
+        word_vec_size: int,
+        hidden_size: int,
+        n_layers: int,
+        dropout: float,
+        rnn: str,
+        attention: bool,
+        tie_embeddings: bool,
+        share_embeddings: bool,
+        label_smoothing: float,
+        max_nonfinite_steps: int,
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None,
+        decoding: dict[str, Any],
         data: dict[str, Any] | None = None,
-        decoding: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # Plain dicts only, so checkpoints open with torch.load(weights_only=True).
         self.save_hyperparameters()
-        self.model = Seq2Seq(
-            src_vocab_size,
-            tgt_vocab_size,
-            word_vec_size,
-            hidden_size,
-            n_layers,
-            dropout,
-            rnn,
-            attention,
-            tie_embeddings,
-            share_embeddings,
-        )
+        self.model = build_model(self.hparams)
         # Keys get a suffix: a ModuleDict key "train" would clash with nn.Module.train.
         stages = ("train", "val", "test")
         self.ppl = torch.nn.ModuleDict({f"{stage}_": CorpusPerplexity() for stage in stages})
+        self.mean_loss = torch.nn.ModuleDict({f"{stage}_": MeanMetric() for stage in stages})
         self.mean_nll = torch.nn.ModuleDict({f"{stage}_": MeanMetric() for stage in stages})
         self.val_bleu = SacreBLEUScore(tokenize="13a")
-        self.decoding = {**asdict(DecodingSettings()), **(decoding or {})}
+        self.decoding = DecodingSettings(**decoding)
         self.src_tokenizer: Tokenizer | None = None
         self.tgt_tokenizer: Tokenizer | None = None
         self._test_hyps: dict[int, list[tuple[int, str]]] = {}
         self.nonfinite_steps = 0  # consecutive, reset by a good step
         self.skipped_steps = 0  # in total
+        self._skip_update = False  # the current step's loss was not finite on some rank
         self._rng_to_restore: dict[str, Any] | None = None
 
     def set_tokenizers(self, src: Tokenizer, tgt: Tokenizer) -> None:
@@ -102,40 +98,60 @@ class TranslationModule(L.LightningModule):
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         return self.model(src, src_lengths, tgt_in)
 
-    def shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor | None:
+    def shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        """The loss to optimise (label-smoothed if asked); logs ``{stage}/loss``, ``{stage}/nll``, ``{stage}/ppl``.
+
+        A training loss that is not finite on some rank is returned without updating any metric.
+        """
         tgt = batch["tgt"]
         # Teacher forcing: input [BOS] y1 .. yn, predict y1 .. yn [EOS].
         log_probs = self(batch["src"], batch["src_lengths"], tgt[:, :-1])
         loss_sum, nll_sum, n_tokens = masked_nll(log_probs, tgt[:, 1:], self.hparams.label_smoothing)
         loss = loss_sum / n_tokens
-        if stage == "train" and not bool(torch.isfinite(loss)):
-            return None  # keeps NaN out of the metrics; training_step counts it
+        if stage == "train":
+            self._skip_update = not self._finite_on_every_rank(loss)
+            if self._skip_update:
+                return loss  # keeps NaN out of the metrics; training_step counts it
         on_step = stage == "train"
-        ppl, mean_nll = self.ppl[f"{stage}_"], self.mean_nll[f"{stage}_"]
+        ppl, mean_loss, mean_nll = self.ppl[f"{stage}_"], self.mean_loss[f"{stage}_"], self.mean_nll[f"{stage}_"]
         ppl(nll_sum, n_tokens)
+        mean_loss(loss, n_tokens)
         mean_nll(nll_sum / n_tokens, n_tokens)
         batch_size = tgt.size(0)
-        self.log(f"{stage}/loss", mean_nll, on_step=on_step, on_epoch=True, batch_size=batch_size)
+        self.log(f"{stage}/loss", mean_loss, on_step=on_step, on_epoch=True, batch_size=batch_size)
+        self.log(f"{stage}/nll", mean_nll, on_step=on_step, on_epoch=True, batch_size=batch_size)
         self.log(f"{stage}/ppl", ppl, on_step=on_step, on_epoch=True, batch_size=batch_size)
         return loss
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+    def _finite_on_every_rank(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on all ranks: every rank must skip the same steps, or DDP's gradient
+        all-reduce would wait for a rank that skipped backward."""
+        finite = torch.isfinite(loss.detach()).float()
+        return bool(self.trainer.strategy.reduce(finite, reduce_op="min") > 0)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.shared_step(batch, "train")
-        if loss is not None:
+        if not self._skip_update:
             self.nonfinite_steps = 0
             return loss
-        # Returning None makes Lightning skip backward and the optimizer step.
+        # Every rank still runs backward (returning None is not supported under DDP); the update is dropped in
+        # on_before_optimizer_step, so the weights and the optimizer's moments stay as they were.
         self.nonfinite_steps += 1
         self.skipped_steps += 1
         self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False)
         log.warning("non-finite loss at step %d: step skipped (%d in a row)", self.global_step, self.nonfinite_steps)
         if self.nonfinite_steps >= self.hparams.max_nonfinite_steps:
-            raise FloatingPointError(
+            raise DivergedError(
                 f"{self.nonfinite_steps} consecutive non-finite losses, the last at step {self.global_step} "
                 f"(model.max_nonfinite_steps={self.hparams.max_nonfinite_steps}); training stopped. Checkpoints "
                 "written before are intact; try a lower learning rate or gradient_clip_val."
             )
-        return None
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self._skip_update:
+            # Without gradients the optimizer leaves every parameter and its state alone.
+            optimizer.zero_grad(set_to_none=True)
 
     def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step_start = time.perf_counter()
@@ -147,88 +163,56 @@ class TranslationModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self.shared_step(batch, "val")
-        if self.decoding["val_bleu"] and self.tgt_tokenizer is not None:
-            refs = self._references("val", batch)
-            self.val_bleu.update(self.decode(batch, self.decoding["val_beam_size"]), [[r] for r in refs])
+        if self.decoding.val_bleu and self.tgt_tokenizer is not None:
+            refs = self.trainer.datamodule.references("val", batch["ids"].tolist())
+            self.val_bleu.update(self.decode(batch, self.decoding.val_beam_size), [[r] for r in refs])
 
     def on_validation_epoch_end(self) -> None:
-        if self.decoding["val_bleu"] and self.tgt_tokenizer is not None:
+        if self.decoding.val_bleu and self.tgt_tokenizer is not None:
             self.log("val/bleu", self.val_bleu.compute() * 100)
             self.val_bleu.reset()
-        if self.decoding["attention_plots"] and self.tgt_tokenizer is not None and self.trainer.is_global_zero:
-            self._plot_attention(self.trainer.datamodule.raw["val"].src[: self.decoding["attention_plots"]])
-
-    def _plot_attention(self, sentences: list[str]) -> None:
-        """Save heatmaps of the greedy translations' attention as PNG, and send them to W&B if it logs."""
-        import matplotlib.pyplot as plt
-
-        from seq2seq_lit.plots import attention_figure
-        from seq2seq_lit.translator import Translator
-
-        if self.trainer.sanity_checking:
-            return
-        translator = Translator(self.model, self.src_tokenizer, self.tgt_tokenizer)
-        found = translator.translate(sentences, DecodingConfig(beam_size=1), attention=True)
-        out_dir = Path(self.trainer.default_root_dir) / "attention"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for i, (sentence, (hyp,)) in enumerate(zip(sentences, found)):
-            src = self.src_tokenizer.pieces(sentence)[: hyp.attention.size(1) - 1] + ["</s>"]
-            tgt = [self.tgt_tokenizer.sp.id_to_piece(t) for t in hyp.tokens] + ["</s>"]
-            fig = attention_figure(hyp.attention, src, tgt, title=f"step {self.global_step}")
-            paths.append(out_dir / f"val{i}_step{self.global_step:07d}.png")
-            fig.savefig(paths[-1], dpi=80)
-            plt.close(fig)
-        for logger in self.loggers:
-            if isinstance(logger, WandbLogger):
-                # One key per sentence: W&B warns when the images of one key differ in size.
-                for i, path in enumerate(paths):
-                    logger.log_image(key=f"val/attention_{i}", images=[str(path)], step=self.global_step)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self.shared_step(batch, "test")
         if self.tgt_tokenizer is not None:
-            hyps = self.decode(batch, self.decoding["test_beam_size"])
+            hyps = self.decode(batch, self.decoding.test_beam_size)
             self._test_hyps.setdefault(dataloader_idx, []).extend(zip(batch["ids"].tolist(), hyps))
 
     def on_test_epoch_end(self) -> None:
-        """Score each test set with sacreBLEU; write hypotheses and a JSON report into the run directory."""
+        """Score each test set with sacreBLEU; write hypotheses and a JSON report into the run directory.
+
+        ``<split>.hyp`` has one line per line of the split's source file: a pair dropped as empty gets an empty
+        line, so line N always answers line N. The scores cover the pairs kept.
+        """
         from seq2seq_lit.scoring import score_corpus, write_report
 
         datamodule = self.trainer.datamodule
         for idx, pairs in sorted(self._test_hyps.items()):
-            pairs = _gather(pairs)
+            by_id = dict(_gather(pairs))
             name = datamodule.test_names[idx]
-            ids = sorted({i for i, _ in pairs})
-            by_id = dict(pairs)
+            ids = sorted(by_id)
             hyps = [by_id[i] for i in ids]
-            refs = [datamodule.datasets[name].tgt_text[i] for i in ids]
-            scores = score_corpus(hyps, refs)
+            scores = score_corpus(hyps, datamodule.references(name, ids))
             if self.trainer.is_global_zero:
-                write_report(Path(self.trainer.default_root_dir) / "test", name, hyps, scores)
+                lines, n_lines = datamodule.file_lines(name, ids)
+                aligned = [""] * n_lines
+                for line, hyp in zip(lines, hyps):
+                    aligned[line] = hyp
+                write_report(Path(self.trainer.default_root_dir) / "test", name, aligned, scores)
             prefix = "test" if idx == 0 else f"test/{name}"
             self.log(f"{prefix}/bleu", scores["bleu"], rank_zero_only=True)
             self.log(f"{prefix}/chrf", scores["chrf"], rank_zero_only=True)
         self._test_hyps.clear()
 
-    def _references(self, split: str, batch: dict[str, torch.Tensor]) -> list[str]:
-        text = self.trainer.datamodule.datasets[split].tgt_text
-        return [text[i] for i in batch["ids"].tolist()]
-
     def decode(self, batch: dict[str, torch.Tensor], beam_size: int) -> list[str]:
         """Detokenized best hypotheses for a collated batch, in batch order."""
         d = self.decoding
-        cfg = DecodingConfig(beam_size=beam_size, alpha=d["alpha"], max_len_a=d["max_len_a"], max_len_b=d["max_len_b"])
+        cfg = DecodingConfig(beam_size=beam_size, alpha=d.alpha, max_len_a=d.max_len_a, max_len_b=d.max_len_b)
         found = search(self.model, batch["src"], batch["src_lengths"], cfg)
         return self.tgt_tokenizer.decode([hyps[0] for hyps in found.token_lists()])
 
     def configure_optimizers(self) -> Any:
-        optimizer_cfg = self.hparams.optimizer or {
-            "_target_": "torch.optim.Adam",
-            "_partial_": True,
-            "lr": 1e-3,
-        }
-        optimizer = instantiate(optimizer_cfg)(params=self.parameters())
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
         sched_cfg = self.hparams.scheduler
         if not sched_cfg:
             return optimizer
@@ -238,7 +222,7 @@ class TranslationModule(L.LightningModule):
 
             group = files("seq2seq_lit.conf") / "model" / "scheduler"
             shipped = sorted(p.name.removesuffix(".yaml") for p in group.iterdir() if p.name.endswith(".yaml"))
-            raise ValueError(
+            raise ConfigError(
                 f"model.scheduler={sched_cfg} names no scheduler (model.scheduler.scheduler._target_); "
                 f"choose one with model/scheduler={'|'.join(shipped)}, or remove it with ~model/scheduler"
             )
@@ -246,7 +230,7 @@ class TranslationModule(L.LightningModule):
         if "total_steps" in scheduler_cfg and scheduler_cfg["total_steps"] is None:
             # BudgetCosineLR: the run's length in optimizer steps is known only once the trainer has the data.
             if self._trainer is None:
-                raise ValueError("model.scheduler.scheduler.total_steps=null needs a Trainer; set it to a number")
+                raise ConfigError("model.scheduler.scheduler.total_steps=null needs a Trainer; set it to a number")
             scheduler_cfg["total_steps"] = self.trainer.estimated_stepping_batches
         scheduler = instantiate(scheduler_cfg)(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "name": "lr", **sched_cfg}}

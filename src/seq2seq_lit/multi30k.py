@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 from seq2seq_lit.corpus import file_digest
+from seq2seq_lit.errors import FileAccessError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def download(name: str, dest: Path, base_url: str = BASE_URL) -> None:
     digest = file_digest(part)
     if digest != SHA256[name]:
         part.unlink()
-        raise OSError(
+        raise FileAccessError(
             f"{base_url + name}: SHA-256 mismatch (got {digest}, expected {SHA256[name]}); "
             "the partial download was deleted"
         )
@@ -71,7 +72,7 @@ def ensure_files(root: str | Path, names: list[str], allow_download: bool = True
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise OSError(f"data.root={root} cannot be created: {err}") from None
+            raise FileAccessError(f"data.root={root} cannot be created: {err}") from None
         for name in [n for n in missing if n in SHA256]:
             try:
                 download(name, root / name)
@@ -80,7 +81,7 @@ def ensure_files(root: str | Path, names: list[str], allow_download: bool = True
                 errors.append(f"{name}: {err}")
     still_missing = [n for n in missing if not (root / n).is_file()]
     if still_missing:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"Multi30k files missing from data.root={root}: {', '.join(still_missing)}. "
             + ("; ".join(errors) + ". " if errors else "")
             + "Download them from https://github.com/multi30k/dataset (data/task1/raw/) or point "

@@ -11,10 +11,11 @@ import argparse
 import csv
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import yaml
+
+from seq2seq_lit.errors import DataError, MissingFileError, exit_on_user_error
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:
@@ -41,6 +42,7 @@ def plot_run(run_dir: Path, out_dir: Path) -> list[Path]:
     written = []
     for quantity, keys in {
         "loss": ["train/loss_step", "val/loss"],
+        "nll": ["train/nll_step", "val/nll"],
         "ppl": ["train/ppl_step", "val/ppl"],
         "bleu": ["val/bleu"],
     }.items():
@@ -92,7 +94,7 @@ def sweep_report(sweep_dir: Path, out_dir: Path) -> list[Path]:
 
     jobs = sorted((p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()), key=_job_key)
     if not jobs:
-        raise ValueError(f"{sweep_dir}: no multirun jobs (subdirectories with .hydra/overrides.yaml)")
+        raise DataError(f"{sweep_dir}: no multirun jobs (subdirectories with .hydra/overrides.yaml)")
     config = yaml.safe_load((jobs[0] / ".hydra" / "config.yaml").read_text()) or {}
     metric = config.get("optimized_metric") or "val/ppl"
     higher_is_better = metric.endswith(("bleu", "chrf", "acc"))
@@ -152,20 +154,21 @@ def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def report(path: Path, out_dir: Path) -> list[Path]:
+    """Curves of one run, or the table and plots of a multirun; the files written."""
+    if not path.is_dir():
+        raise MissingFileError(f"{path}: no such directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    is_run = (path / "csv" / "metrics.csv").is_file()
+    return plot_run(path, out_dir) if is_run else sweep_report(path, out_dir)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m seq2seq_lit.report", description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path, help="a run directory or a multirun directory")
     parser.add_argument("--out", type=Path, help="where to write (default: PATH/report)")
     args = parser.parse_args(argv)
-    if not args.path.is_dir():
-        sys.exit(f"error: {args.path}: no such directory")
-    out_dir = args.out or args.path / "report"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        is_run = (args.path / "csv" / "metrics.csv").is_file()
-        written = plot_run(args.path, out_dir) if is_run else sweep_report(args.path, out_dir)
-    except ValueError as err:
-        sys.exit(f"error: {err}")
+    written = exit_on_user_error(lambda: report(args.path, args.out or args.path / "report"))
     for path in written:
         print(path)
 

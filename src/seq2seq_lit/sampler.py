@@ -8,6 +8,21 @@ import numpy as np
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from seq2seq_lit.errors import ConfigError
+
+
+def check_batch_limits(max_tokens: int | None, batch_size: int | None, longest: int, what: str) -> None:
+    """Fail, naming the key, when no batch could hold ``longest`` token positions (``what`` says whose)."""
+    if max_tokens is None and batch_size is None:
+        raise ConfigError("set data.max_tokens or data.batch_size (or both)")
+    if max_tokens is not None and max_tokens < longest:
+        raise ConfigError(
+            f"data.max_tokens={max_tokens} is smaller than {what}; raise data.max_tokens to at least {longest} "
+            "or lower data.max_length"
+        )
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"data.batch_size={batch_size} must be >= 1 (or null)")
+
 
 class BucketBatchSampler(Sampler[list[int]]):
     """Yield batches of example indices of similar length.
@@ -33,16 +48,10 @@ class BucketBatchSampler(Sampler[list[int]]):
         num_replicas: int | None = None,
         rank: int | None = None,
     ) -> None:
-        if max_tokens is None and batch_size is None:
-            raise ValueError("set data.max_tokens or data.batch_size (or both)")
         self.src_lengths = np.asarray(src_lengths, dtype=np.int64)
         self.tgt_lengths = np.asarray(tgt_lengths, dtype=np.int64)
         longest = int(np.maximum(self.src_lengths, self.tgt_lengths).max(initial=0))
-        if max_tokens is not None and max_tokens < longest:
-            raise ValueError(
-                f"data.max_tokens={max_tokens} is smaller than the longest example ({longest} tokens); "
-                f"raise data.max_tokens to at least {longest} or lower data.max_length"
-            )
+        check_batch_limits(max_tokens, batch_size, longest, f"the longest example ({longest} tokens)")
         self.max_tokens, self.batch_size = max_tokens, batch_size
         self.shuffle, self.pool_size, self.seed = shuffle, pool_size, seed
         # None: read from torch.distributed when batches are made (the process group may start later).
@@ -71,7 +80,8 @@ class BucketBatchSampler(Sampler[list[int]]):
             return self._rank
         return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
-    def _batches(self) -> list[list[int]]:
+    def epoch_batches(self) -> list[list[int]]:
+        """This rank's batches of the current epoch, in order (the ones already done included)."""
         key = (self.epoch, self.num_replicas, self.rank)
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self._make_batches())
@@ -114,7 +124,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self._batches()
+        batches = self.epoch_batches()
         start, self._resume_from = self._resume_from, 0
         self._yielded = start
         for batch in batches[start:]:
@@ -124,7 +134,7 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         """Batches in the whole epoch, also when resuming mid-epoch (Lightning counts the done ones itself)."""
-        return len(self._batches())
+        return len(self.epoch_batches())
 
     def state_dict(self, batches_done: int | None = None) -> dict[str, int]:
         """Position in the epoch's batch order.

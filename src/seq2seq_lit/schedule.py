@@ -11,6 +11,8 @@ from typing import Any
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from seq2seq_lit.errors import ConfigError
+
 
 def parse_seconds(max_time: str | float | Mapping | timedelta | None, key: str = "max_time") -> float | None:
     """Seconds in any form ``trainer.max_time`` takes (``"DD:HH:MM:SS"``, a dict of timedelta arguments, a
@@ -23,16 +25,16 @@ def parse_seconds(max_time: str | float | Mapping | timedelta | None, key: str =
         try:
             seconds = timedelta(**max_time).total_seconds()
         except TypeError as err:
-            raise ValueError(f"{key}={dict(max_time)!r}: {err}") from None
+            raise ConfigError(f"{key}={dict(max_time)!r}: {err}") from None
     else:
         fields = str(max_time).split(":")
         try:
             days, hours, minutes, secs = (float(f) for f in fields)
         except ValueError:
-            raise ValueError(f"{key}={max_time!r} is not a time in the form DD:HH:MM:SS (e.g. 00:00:58:00)") from None
+            raise ConfigError(f"{key}={max_time!r} is not a time in the form DD:HH:MM:SS (e.g. 00:00:58:00)") from None
         seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
     if seconds is not None and seconds <= 0:
-        raise ValueError(f"{key}={max_time!r} must be a positive time")
+        raise ConfigError(f"{key}={max_time!r} must be a positive time")
     return seconds
 
 
@@ -56,7 +58,7 @@ class BudgetCosineLR(LRScheduler):
         last_epoch: int = -1,
     ) -> None:
         if total_steps < 1:
-            raise ValueError(f"total_steps={total_steps} must be at least 1")
+            raise ConfigError(f"total_steps={total_steps} must be at least 1")
         self.total_steps = int(total_steps)
         self.max_seconds = parse_seconds(max_seconds, "max_seconds")
         self.eta_min = eta_min

@@ -10,8 +10,13 @@ from dataclasses import dataclass
 
 import torch
 
+from seq2seq_lit.config import DecodingConfig, SearchLimits
 from seq2seq_lit.decoder import reorder_state
+from seq2seq_lit.errors import ConfigError
 from seq2seq_lit.vocab import BOS_ID, EOS_ID, PAD_ID
+
+# Defaults of the keyword arguments below: the config schema's, so code and commands decode alike.
+_LIMITS = SearchLimits()
 
 
 @dataclass
@@ -46,10 +51,24 @@ def max_lengths(src_lengths: torch.Tensor, a: float, b: int) -> torch.Tensor:
     return (a * src_lengths.float() + b).long().clamp(min=1)
 
 
+def search(
+    model, src: torch.Tensor, src_lengths: torch.Tensor, cfg: DecodingConfig, *, return_attention: bool = False
+) -> SearchResult:
+    """Greedy search when ``cfg.beam_size`` is 1, beam search otherwise; under bf16 autocast if ``cfg.bf16``."""
+    limits = {"alpha": cfg.alpha, "max_len_a": cfg.max_len_a, "max_len_b": cfg.max_len_b}
+    with torch.autocast(src.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        if cfg.beam_size == 1:
+            return greedy_search(model, src, src_lengths, **limits, return_attention=return_attention)
+        return beam_search(
+            model, src, src_lengths, beam_size=cfg.beam_size, n_best=cfg.n_best, **limits,
+            return_attention=return_attention,
+        )  # fmt: skip
+
+
 @torch.no_grad()
 def greedy_search(
-    model, src: torch.Tensor, src_lengths: torch.Tensor, max_len_a: float = 1.5, max_len_b: int = 10,
-    alpha: float = 0.0, return_attention: bool = False,
+    model, src: torch.Tensor, src_lengths: torch.Tensor, *, alpha: float = _LIMITS.alpha,
+    max_len_a: float = _LIMITS.max_len_a, max_len_b: int = _LIMITS.max_len_b, return_attention: bool = False,
 ) -> SearchResult:  # fmt: skip
     """Pick the most probable token at every step until EOS or the length limit.
 
@@ -71,7 +90,7 @@ def greedy_search(
         lp = step_lp[:, -1]
         # |lp| = (n_active, vocab_size)
         at_limit = t + 1 >= limit[active]
-        if bool(at_limit.any()):  # force EOS there; a full-vocabulary mask on every step costs ~2%
+        if bool(at_limit.any()):  # force EOS there; masking only then spares a full-vocabulary mask every step
             forced = at_limit.unsqueeze(1) & (torch.arange(lp.size(1), device=device) != EOS_ID)
             lp = lp.masked_fill(forced, float("-inf"))
         best, token = lp.max(dim=-1)
@@ -100,8 +119,9 @@ def greedy_search(
 
 @torch.no_grad()
 def beam_search(
-    model, src: torch.Tensor, src_lengths: torch.Tensor, beam_size: int = 5, n_best: int = 1,
-    alpha: float = 0.0, max_len_a: float = 1.5, max_len_b: int = 10, return_attention: bool = False,
+    model, src: torch.Tensor, src_lengths: torch.Tensor, *, beam_size: int, n_best: int = 1,
+    alpha: float = _LIMITS.alpha, max_len_a: float = _LIMITS.max_len_a, max_len_b: int = _LIMITS.max_len_b,
+    return_attention: bool = False,
 ) -> SearchResult:  # fmt: skip
     """Beam search with GNMT length penalty; returns the ``n_best`` finished hypotheses per sentence.
 
@@ -110,7 +130,7 @@ def beam_search(
     or when it reaches its length limit, where EOS is forced.
     """
     if not 1 <= n_best <= beam_size:
-        raise ValueError(f"n_best={n_best} must be between 1 and beam_size={beam_size}")
+        raise ConfigError(f"n_best={n_best} must be between 1 and beam_size={beam_size}")
     batch, k, device = src.size(0), beam_size, src.device
     memory, state = model.encode(src, src_lengths)
     dtype = score_dtype(memory)

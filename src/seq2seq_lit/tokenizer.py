@@ -13,6 +13,7 @@ from pathlib import Path
 import sentencepiece as spm
 import torch
 
+from seq2seq_lit.errors import ConfigError, DataError, FileAccessError
 from seq2seq_lit.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ class Tokenizer:
             BOS_ID,
             EOS_ID,
         ):
-            raise ValueError("SentencePiece model does not use the fixed PAD/UNK/BOS/EOS ids 0/1/2/3")
+            raise DataError("SentencePiece model does not use the fixed PAD/UNK/BOS/EOS ids 0/1/2/3")
 
     def __len__(self) -> int:
         return self.sp.get_piece_size()
@@ -51,6 +52,10 @@ class Tokenizer:
 
     def decode(self, ids: list[list[int]]) -> list[str]:
         return self.sp.decode(ids)
+
+    def id_to_piece(self, ids: list[int]) -> list[str]:
+        """The subword piece of each id (for attention plots)."""
+        return [self.sp.id_to_piece(i) for i in ids]
 
 
 def train_tokenizer(
@@ -75,19 +80,19 @@ def train_tokenizer(
     except RuntimeError as err:
         limit = re.search(r"value <= (\d+)", str(err))
         if limit:
-            raise ValueError(
+            raise ConfigError(
                 f"data.vocab_size={vocab_size} is too large for this training corpus: SentencePiece "
                 f"({model_type}) can build at most {limit.group(1)} pieces from it. "
                 f"Set data.vocab_size={limit.group(1)} or smaller."
             ) from None
         needed = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", str(err))
         if needed:
-            raise ValueError(
+            raise ConfigError(
                 f"data.vocab_size={vocab_size} is too small for this training corpus: its characters and the "
                 f"4 special tokens need {needed.group(2)} pieces. Set data.vocab_size={needed.group(2)} or "
                 "larger (or lower data.character_coverage)."
             ) from None
-        raise ValueError(f"SentencePiece training failed (data.vocab_size={vocab_size}): {err}") from None
+        raise ConfigError(f"SentencePiece training failed (data.vocab_size={vocab_size}): {err}") from None
     return Tokenizer(model.getvalue())
 
 
@@ -116,4 +121,4 @@ def write_atomic(path: Path, data: bytes, what: str = "cache file") -> None:
         tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError as err:
-        raise OSError(f"cannot write {what} {path}: {err.strerror or err}") from None
+        raise FileAccessError(f"cannot write {what} {path}: {err.strerror or err}") from None

@@ -1,7 +1,7 @@
 """Train a translation model: ``python -m seq2seq_lit.train [overrides]``.
 
 Config (conf/train.yaml) -> DataModule (datamodule.py) -> TranslationModule (module.py) -> Seq2Seq
-(model.py). Heavy imports live inside ``train`` so ``--help`` and ``--cfg`` stay fast.
+(model.py) -> Trainer -> fit -> test. Heavy imports live inside ``train`` so ``--help`` and ``--cfg`` stay fast.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -17,7 +19,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq_lit.config import register_configs, validate_data_args, validate_model_args
+from seq2seq_lit.config import register_configs, validate_train_config
+from seq2seq_lit.errors import ConfigError, exit_on_user_error
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -34,21 +37,6 @@ def instantiate_group(group: DictConfig | None, **extra: dict[str, Any]) -> list
         return []
     nodes = [node for node in group.values() if node is not None and "_target_" in node]
     return [instantiate(node, **extra.get(node._target_.rsplit(".", 1)[-1], {})) for node in nodes]
-
-
-def load_resume_checkpoint(cfg: DictConfig) -> tuple[Path | None, dict[str, Any] | None]:
-    """The checkpoint ``ckpt_path`` names (a path, or ``last``: the newest readable one of this task's runs)
-    and its contents; ``(None, None)`` when not resuming."""
-    from seq2seq_lit.checkpoint import find_last_checkpoint, read_checkpoint
-
-    if cfg.get("ckpt_path") is None:
-        return None, None
-    if cfg.ckpt_path == "last":
-        path, ckpt = find_last_checkpoint(Path(cfg.paths.log_dir) / cfg.task_name)
-        log.info("ckpt_path=last: resuming from %s", path)
-        return path, ckpt
-    path = Path(cfg.ckpt_path).expanduser()
-    return path, read_checkpoint(path)
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -75,26 +63,20 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
 
 def _train(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
-    m = cfg.model
-    validate_model_args(m.hidden_size, m.n_layers, m.dropout, m.rnn, m.word_vec_size)
-    validate_data_args(cfg.data)
-    if m.get("share_embeddings") and not cfg.data.get("joint_vocab"):
-        raise ValueError("model.share_embeddings=true needs data.joint_vocab=true: one vocabulary for both languages")
+    validate_train_config(cfg)
 
     import lightning as L
     from hydra.utils import instantiate
-    from lightning.pytorch.loggers import CSVLogger
 
-    from seq2seq_lit.checkpoint import carry_csv_history, check_resumable, first_logged_step, read_csv_history
+    from seq2seq_lit.resume import Resume
 
-    ckpt_path, resume = load_resume_checkpoint(cfg)
+    resume = Resume.from_config(cfg)
     if logging.getLogger().hasHandlers():
         # `import lightning` adds its own console handler; Hydra's handlers already print and file it.
         logging.getLogger("lightning").handlers.clear()
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
+    cfg.seed = resolve_seed(cfg.seed)
+    L.seed_everything(cfg.seed, workers=True)
     _share_cpu_threads()
-
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 
     log.info("Instantiating datamodule <%s>", cfg.data._target_)
@@ -113,39 +95,62 @@ def _train(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> tuple[
         _convert_="all",
     )
     model.set_tokenizers(datamodule.src_tokenizer, datamodule.tgt_tokenizer)
-    if resume is not None:
-        tokenizers = {"src": datamodule.src_tokenizer, "tgt": datamodule.tgt_tokenizer}
-        check_resumable(resume, ckpt_path, dict(model.hparams), tokenizers)
+    resume.check(dict(model.hparams), {"src": datamodule.src_tokenizer, "tgt": datamodule.tgt_tokenizer})
 
-    callbacks = instantiate_group(cfg.get("callbacks"))
-    # A resumed run continues its W&B run, and its metrics.csv starts with the history up to the checkpoint.
-    wandb_id = resume.get("wandb_id") if resume is not None else None
-    loggers = instantiate_group(cfg.get("logger"), WandbLogger={"id": wandb_id, "resume": "allow"} if wandb_id else {})
-    history = read_csv_history(ckpt_path) if resume is not None else []
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    loggers = resume.loggers(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
-        if history and isinstance(logger, CSVLogger):
-            carry_csv_history(logger, history, before_step=first_logged_step(resume))
-
     summary["params"] = sum(p.numel() for p in model.parameters())
+
     if cfg.get("train"):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=resume.path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    checkpoint = trainer.checkpoint_callback
-    if checkpoint is not None and checkpoint.best_model_score is not None:
-        summary["best"] = {checkpoint.monitor: float(checkpoint.best_model_score), "path": checkpoint.best_model_path}
+    best = monitored_checkpoint(trainer)
+    best_path = best.best_model_path if best is not None else ""
+    if best is not None and best.best_model_score is not None:
+        summary["best"] = {best.monitor: float(best.best_model_score), "path": best_path}
     if cfg.get("test") and datamodule.test_names:
-        best = checkpoint.best_model_path if checkpoint else ""
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
 
 
+def resolve_seed(seed: int | None) -> int:
+    """``seed``, or for ``seed=null`` a fresh one, logged so the run can be repeated with ``seed=N``.
+
+    A DDP worker process inherits the seed rank 0 drew (Lightning passes it on as ``PL_GLOBAL_SEED``).
+    """
+    if seed is not None:
+        return seed
+    inherited = os.environ.get("PL_GLOBAL_SEED") if os.environ.get("LOCAL_RANK", "0") != "0" else None
+    seed = int(inherited) if inherited is not None else random.SystemRandom().randrange(2**31)
+    log.info("seed=null: this run uses seed %d (repeat it with seed=%d)", seed, seed)
+    return seed
+
+
+def monitored_checkpoint(trainer: Any) -> Any:
+    """The ``ModelCheckpoint`` that keeps the best checkpoint by a metric, whatever the callbacks' order
+    (``trainer.checkpoint_callback`` is merely the first, e.g. the periodic ``latest.ckpt`` with no monitor)."""
+    monitored = [cb for cb in trainer.checkpoint_callbacks if cb.monitor is not None]
+    return monitored[0] if monitored else None
+
+
+def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """The value of ``optimized_metric`` for sweepers; a name the run did not log is a config error."""
+    name = cfg.get("optimized_metric")
+    if name is None:
+        return None
+    if name not in metrics:
+        raise ConfigError(f"optimized_metric={name} is not a metric of this run; its metrics: {sorted(metrics)}")
+    value = metrics[name]
+    if not math.isfinite(value):
+        log.warning("%s is not finite (%s)", name, value)
+    return value
+
+
 def _share_cpu_threads() -> None:
     """Under the joblib launcher, give each of the parallel jobs its share of the CPU threads."""
-    import os
-
     import torch
     from hydra.core.hydra_config import HydraConfig
 
@@ -163,7 +168,6 @@ def _share_cpu_threads() -> None:
 
 def _finish_wandb() -> None:
     """Close the W&B run so the next job of a multirun starts its own."""
-
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
         wandb.finish()
@@ -174,18 +178,12 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    try:
-        metrics, _ = train(cfg)
-    except (ValueError, OSError, FloatingPointError) as err:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # the sweeper records the failed job and goes on
-        # Bad input or config: the message names the file or key; a traceback would only bury it.
-        log.error("%s", err)
-        sys.exit(f"error: {err}")
-    value = metrics.get(cfg.get("optimized_metric"))
-    if value is not None and not math.isfinite(value):
-        log.warning("%s is not finite (%s)", cfg.optimized_metric, value)
-    return value
+    def run() -> float | None:
+        return optimized_value(cfg, train(cfg)[0])
+
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return run()  # the sweeper records a failed job and goes on
+    return exit_on_user_error(run, log)
 
 
 if __name__ == "__main__":

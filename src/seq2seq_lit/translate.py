@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
 
-from seq2seq_lit.config import register_configs
+from seq2seq_lit.config import register_configs, require
+from seq2seq_lit.errors import DataError, exit_on_user_error
 
 log = logging.getLogger("seq2seq_lit.translate")
 register_configs()
@@ -23,7 +23,7 @@ def read_chunks(stream, size: int) -> Iterator[tuple[int, list[str]]]:
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise ValueError(f"stdin:{number}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+            raise DataError(f"stdin:{number}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
         chunk.append((line.removeprefix("\ufeff") if number == 1 else line).rstrip("\r\n"))
         if len(chunk) >= size:
             yield first, chunk
@@ -35,6 +35,9 @@ def read_chunks(stream, size: int) -> Iterator[tuple[int, list[str]]]:
 def run(cfg: DictConfig, stdin, stdout) -> None:
     from seq2seq_lit.translator import Translator
 
+    require(
+        cfg, "ckpt_path", "the checkpoint to translate with, e.g. ckpt_path=logs/train/runs/RUN/checkpoints/last.ckpt"
+    )
     decoding = OmegaConf.to_object(cfg)  # a TranslateConfig, which is a DecodingConfig
     decoding.check()
     translator = Translator.from_checkpoint(cfg.ckpt_path, cfg.device)
@@ -44,7 +47,7 @@ def run(cfg: DictConfig, stdin, stdout) -> None:
             pairs = []
             for number, line in enumerate(lines, start=first):
                 if "\t" not in line:
-                    raise ValueError(f"stdin:{number}: score mode needs 'source<TAB>target' lines")
+                    raise DataError(f"stdin:{number}: score mode needs 'source<TAB>target' lines")
                 pairs.append(line.split("\t", 1))
             scores = translator.score([s for s, _ in pairs], [t for _, t in pairs], cfg.max_tokens, first)
             stdout.write("".join(f"{s:.4f}\n" for s in scores))
@@ -61,10 +64,7 @@ def run(cfg: DictConfig, stdin, stdout) -> None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="translate")
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="[%(levelname)s] %(message)s")
-    try:
-        run(cfg, sys.stdin.buffer, sys.stdout)
-    except (ValueError, OSError, MissingMandatoryValue) as err:
-        sys.exit(f"error: {err}")
+    exit_on_user_error(lambda: run(cfg, sys.stdin.buffer, sys.stdout))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seq2seq_lit.checkpoint import read_checkpoint
+from seq2seq_lit.checkpoint import load_checkpoint
 from seq2seq_lit.collate import collate
 from seq2seq_lit.config import DecodingConfig
 from seq2seq_lit.model import Seq2Seq
 from seq2seq_lit.sampler import BucketBatchSampler
-from seq2seq_lit.search import SearchResult, beam_search, greedy_search
+from seq2seq_lit.search import SearchResult, search
 from seq2seq_lit.tokenizer import Tokenizer
 from seq2seq_lit.vocab import PAD_ID
 
@@ -30,22 +29,12 @@ class Hypothesis:
     attention: torch.Tensor | None = None  # (tgt_len incl. EOS, src_len incl. EOS)
 
 
-def search(model, src: torch.Tensor, src_lengths: torch.Tensor, cfg: DecodingConfig, attention: bool = False):
-    """Greedy when ``beam_size`` is 1 and one hypothesis is wanted, beam search otherwise."""
-    with torch.autocast(src.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-        if cfg.beam_size == 1:
-            found = greedy_search(model, src, src_lengths, cfg.max_len_a, cfg.max_len_b, cfg.alpha, attention)
-        else:
-            found = beam_search(
-                model, src, src_lengths, cfg.beam_size, cfg.n_best, cfg.alpha, cfg.max_len_a, cfg.max_len_b, attention
-            )
-    return found
-
-
 class Translator:
     """A Seq2Seq model with its tokenizers; translates lists of raw sentences in their original order."""
 
-    def __init__(self, model, src_tokenizer, tgt_tokenizer, max_length: int | None = None) -> None:
+    def __init__(
+        self, model: Seq2Seq, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer, max_length: int | None = None
+    ) -> None:
         self.model, self.src_tokenizer, self.tgt_tokenizer = model, src_tokenizer, tgt_tokenizer
         self.max_length = max_length
 
@@ -94,11 +83,13 @@ class Translator:
         src_ids = self.encode(lines, first_line)
         results: list[list[Hypothesis]] = [[Hypothesis("", 0.0, [])] * cfg.n_best for _ in lines]
         for batch in self.batches(src_ids, cfg.max_tokens):
-            found: SearchResult = search(self.model, batch["src"], batch["src_lengths"], cfg, attention)
+            found: SearchResult = search(
+                self.model, batch["src"], batch["src_lengths"], cfg, return_attention=attention
+            )
             tokens = found.token_lists()
             scores = found.scores.tolist()
-            # One SentencePiece call per batch, not per sentence: each call has a fixed cost (0.1 ms on 2 cores,
-            # about 1 ms on 16), which made greedy decoding on a GPU 3-4x slower (BENCHMARKS.md).
+            # One SentencePiece call per batch, not per sentence: each call has a fixed cost, which dominates
+            # greedy decoding on a GPU when paid per sentence (BENCHMARKS.md).
             flat = self.tgt_tokenizer.decode([hyp for hyps in tokens for hyp in hyps])
             for row, index in enumerate(batch["ids"].tolist()):
                 texts = flat[row * cfg.n_best : (row + 1) * cfg.n_best]
@@ -135,33 +126,3 @@ def sentence_log_probs(log_probs: torch.Tensor, target: torch.Tensor) -> torch.T
     # |log_probs| = (batch_size, tgt_len, vocab_size), |target| = (batch_size, tgt_len)
     picked = log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
     return (picked * (target != PAD_ID)).sum(dim=1)
-
-
-@dataclass
-class Checkpoint:
-    model: Seq2Seq
-    src_tokenizer: Tokenizer
-    tgt_tokenizer: Tokenizer
-    hparams: dict
-
-    @property
-    def data(self) -> dict:
-        return self.hparams.get("data") or {}
-
-
-def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
-    """Rebuild the Seq2Seq model and tokenizers from a training checkpoint (``weights_only=True``).
-
-    Needs neither Lightning nor the training config, so translation starts fast.
-    """
-    # Read on the CPU: the tokenizers are byte tensors that SentencePiece reads through NumPy.
-    ckpt = read_checkpoint(path)
-    hparams, weights, toks = ckpt["hyper_parameters"], ckpt["state_dict"], ckpt["tokenizers"]
-    args = {k: hparams[k] for k in inspect.signature(Seq2Seq).parameters if k in hparams}
-    model = Seq2Seq(**args).to(device)
-    try:
-        model.load_state_dict({k.removeprefix("model."): v for k, v in weights.items() if k.startswith("model.")})
-    except RuntimeError as err:
-        raise ValueError(f"ckpt_path={path}: weights do not match the model configuration it records ({err})") from None
-    src, tgt = Tokenizer.from_tensor(toks["src"]), Tokenizer.from_tensor(toks["tgt"])
-    return Checkpoint(model.eval(), src, tgt, hparams)
