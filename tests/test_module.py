@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from conftest import make_module
 
 from seq2seq_lit.metrics import CorpusPerplexity
 from seq2seq_lit.module import masked_nll

@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import make_seq2seq
 
-from seq2seq_lit.model import EncodedSource
+from seq2seq_lit.model import EncodedSource, Seq2Seq
 from seq2seq_lit.search import beam_search, greedy_search, length_penalty
 from seq2seq_lit.vocab import BOS_ID, EOS_ID, PAD_ID
 

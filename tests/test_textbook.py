@@ -10,6 +10,7 @@ import torch
 from conftest import make_seq2seq
 
 from seq2seq_lit.config import DecodingConfig
+from seq2seq_lit.model import Seq2Seq
 from seq2seq_lit.search import greedy_search, max_lengths, search
 from seq2seq_lit.vocab import EOS_ID, PAD_ID
 
