@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-all bench notebook lint format clean
+.PHONY: help install train test bench notebook lint format clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,11 +25,8 @@ install: $(STAMP) ## Create the virtual environment and install torch, then the 
 train: $(STAMP) ## Train the default model (en->de Multi30k); extra overrides via ARGS="model.hidden_size=256 ..."
 	$(BIN)/python -m seq2seq_lit.train $(ARGS)
 
-test: $(STAMP) ## Run the test suite (slow tests excluded)
+test: $(STAMP) ## Run the test suite
 	$(BIN)/python -m pytest $(ARGS)
-
-test-all: $(STAMP) ## Run every test, the slow ones included
-	$(BIN)/python -m pytest -m "" $(ARGS)
 
 bench: $(STAMP) ## Benchmark training and decoding speed (ARGS="--quick --json bench.json"); see BENCHMARKS.md
 	$(BIN)/python benchmarks/bench.py $(ARGS)
@@ -40,9 +37,10 @@ notebook: $(STAMP) ## Re-run notebooks/01_walkthrough.ipynb in place, storing it
 	NotebookClient(nb, timeout=1800, kernel_name='python3').execute(); \
 	nbformat.write(nb, '01_walkthrough.ipynb')"
 
-lint: $(STAMP) ## ruff lint and format check
+lint: $(STAMP) ## ruff lint and format check, mypy type check of src/
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 
 format: $(STAMP) ## ruff format and autofix
 	$(BIN)/ruff format src tests benchmarks

@@ -29,6 +29,9 @@ def _no_wandb_network(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests never talk to W&B's servers, whatever the developer's login.
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    # An in-process W&B run leaves its service's address in the environment, and a command started as a
+    # subprocess would share that service (and its run ids): each test starts without it.
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
 
 
 @pytest.fixture(scope="session")

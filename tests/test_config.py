@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import compose_train
-from hydra.errors import ConfigCompositionException
+from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, ValidationError
+from omegaconf.errors import ConfigAttributeError, ValidationError
 
 from seq2seq_lit.train import instantiate_group
 
@@ -88,9 +88,9 @@ def test_data_options_instantiate(option: str, tmp_path, multi30k_root, cache_di
     ("override", "error"),
     [
         ("model.hidden_size=abc", ValidationError),
-        ("model.hiden_size=512", ConfigKeyError),
-        ("data.vocab_sz=100", ConfigKeyError),
-        ("trainer=nonexistent", ConfigCompositionException),
+        ("model.hiden_size=512", ConfigAttributeError),
+        ("data.vocab_sz=100", ConfigAttributeError),
+        ("trainer=nonexistent", MissingConfigException),
         ("seed=abc", ValidationError),
     ],
 )
@@ -136,3 +136,27 @@ def test_cosine_budget_ends_with_the_recipes_time_limit(tmp_path, multi30k_root,
     assert scheduler["_target_"] == "seq2seq_lit.schedule.BudgetCosineLR" and scheduler["total_steps"] is None
     assert scheduler["max_seconds"] == cfg["trainer"]["max_time"] == "00:00:58:00"
     assert cfg["model"]["scheduler"]["interval"] == "step"
+
+
+def test_the_wandb_mode_probe_opens_one_connection_per_run(monkeypatch, tmp_path, multi30k_root, cache_dir) -> None:
+    import socket
+
+    from seq2seq_lit import config
+
+    connections = []
+
+    class Answer:
+        def close(self) -> None:
+            pass
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: connections.append(args) or Answer())
+    config._wandb_reachable_mode.cache_clear()
+    try:
+        for _ in range(2):
+            cfg = compose_train(tmp_path, multi30k_root, cache_dir, ["logger=wandb"])
+            assert [OmegaConf.select(cfg, "logger.wandb.mode") for _ in range(3)] == ["online"] * 3
+        assert len(connections) == 1
+    finally:
+        config._wandb_reachable_mode.cache_clear()

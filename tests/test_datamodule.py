@@ -94,6 +94,12 @@ def test_empty_and_overlong_pairs_are_dropped_and_counted(tmp_path: Path, caplog
         dm.setup()
     assert len(dm.datasets["train"]) == 100
     assert "train: 100 pairs kept, 2 empty dropped, 1 longer than data.max_length=60 dropped" in caplog.text
+    # Examples keep the text and the file line of the pair they came from.
+    assert dm.sources("train", [0, 99]) == [EN[0], EN[99]] and dm.references("train", [99]) == [DE[99]]
+    assert dm.file_lines("train", [0, 99]) == ([0, 99], 103)
+    ids = dm.datasets["train"][99][2].tolist()
+    assert dm.tgt_tokenizer.decode([ids]) == [DE[99]]
+    assert "".join(dm.tgt_tokenizer.id_to_piece(ids)).replace("\u2581", " ").strip() == DE[99]
 
 
 def test_line_count_mismatch_names_both_files(tmp_path: Path) -> None:

@@ -60,3 +60,24 @@ def test_module_step_logs_loss_and_ppl_from_one_shared_step() -> None:
     module.shared_step(batch, "val")
     assert module.ppl["val_"].compute().item() == pytest.approx(math.exp(nll_sum.item() / n.item()), rel=1e-5)
     assert isinstance(module.hparams.optimizer, dict) and isinstance(module.hparams.src_vocab_size, int)
+
+
+def test_loss_is_what_is_optimised_and_nll_what_perplexity_is_computed_from() -> None:
+    module = make_module(15, 13, word_vec_size=8, hidden_size=10, n_layers=1, label_smoothing=0.1).eval()
+    batch = {
+        "src": torch.tensor([[5, 6, 3], [7, 3, PAD_ID]]),
+        "src_lengths": torch.tensor([3, 2]),
+        "tgt": torch.tensor([[2, 4, 5, 3], [2, 6, 3, PAD_ID]]),
+    }
+    log_probs = module(batch["src"], batch["src_lengths"], batch["tgt"][:, :-1])
+    gold = batch["tgt"][:, 1:]
+    mask = gold != PAD_ID
+    nll = -(log_probs.gather(-1, gold.unsqueeze(-1)).squeeze(-1) * mask).sum() / mask.sum()
+    uniform = -(log_probs.mean(-1) * mask).sum() / mask.sum()  # cross-entropy with the uniform distribution
+    smoothed = 0.9 * nll + 0.1 * uniform
+    loss = module.shared_step(batch, "val")
+    torch.testing.assert_close(loss, smoothed)
+    assert module.mean_loss["val_"].compute().item() == pytest.approx(smoothed.item(), rel=1e-5)
+    assert module.mean_nll["val_"].compute().item() == pytest.approx(nll.item(), rel=1e-5)
+    assert module.ppl["val_"].compute().item() == pytest.approx(math.exp(nll.item()), rel=1e-5)
+    assert smoothed.item() != pytest.approx(nll.item(), rel=1e-3)

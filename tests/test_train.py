@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT, compose_train
+from omegaconf import OmegaConf
 
 from seq2seq_lit.train import train
 
@@ -108,7 +109,12 @@ def test_short_real_run_logs_curves_and_saves_a_self_contained_checkpoint(
     assert report["bleu"] == pytest.approx(metrics["test/bleu"], abs=0.01) and "chrf" in report
     assert report["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
     hyps = (run_dir / "test" / "test_2016_flickr.hyp").read_text().splitlines()
-    assert len(hyps) == report["sentences"] > 0
+    # limit_test_batches=2: the two batches' sentences are scored; the file still has a line per source line.
+    dm = objects["datamodule"]
+    tested = [i for batch in list(dm.test_dataloader()[0].batch_sampler)[:2] for i in batch]
+    lines, n_lines = dm.file_lines("test_2016_flickr", tested)
+    assert len(hyps) == n_lines == 1000 and report["sentences"] == len(tested) > 0
+    assert any(hyps[line] for line in lines) and not any(hyps[i] for i in set(range(1000)) - set(lines))
     # W&B ran offline, in the run directory, without any account.
     assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     # Attention heatmaps of two fixed validation sentences: PNG in the run directory and W&B images.
@@ -188,7 +194,7 @@ def test_overfit_a_few_sentences(tmp_path: Path, multi30k_root: Path, cache_dir:
             "experiment=tiny",
             "logger=csv",
             "debug=overfit",
-            "callbacks=none",
+            "callbacks=none",  # no attention plots either
             "data.batch_size=8",
             "trainer.overfit_batches=1",
             "trainer.max_epochs=150",
@@ -196,7 +202,6 @@ def test_overfit_a_few_sentences(tmp_path: Path, multi30k_root: Path, cache_dir:
             "model.word_vec_size=64",
             "model.optimizer.lr=0.005",
             "model.decoding.val_bleu=false",
-            "~callbacks.attention_plots",
         ],
     )
     metrics, _ = train(cfg)
@@ -265,3 +270,85 @@ def test_multirun_gives_each_job_its_own_directory_metrics_and_wandb_run(
     for png in (tmp_path / "sweep" / "report").glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| job |" in (tmp_path / "sweep" / "report" / "report.md").read_text()
+
+
+def test_seed_null_draws_a_seed_that_repeats_the_run(tmp_path: Path, multi30k_root: Path, cache_dir: Path) -> None:
+    def run(seed: str, name: str) -> tuple[float, int]:
+        overrides = [
+            *TINY,
+            f"seed={seed}",
+            "trainer.limit_train_batches=3",
+            "trainer.limit_val_batches=2",
+            "test=false",
+        ]
+        metrics, _ = train(compose_train(tmp_path / name, multi30k_root, cache_dir, overrides))
+        saved = OmegaConf.load(tmp_path / name / "run" / "config.yaml")
+        assert saved.data.seed == saved.seed  # the batch order used the drawn seed too
+        return metrics["val/ppl"], saved.seed
+
+    ppl, seed = run("null", "drawn")
+    assert isinstance(seed, int)
+    assert run(str(seed), "repeated") == (ppl, seed)
+
+
+def test_the_monitored_checkpoint_is_tested_whatever_the_callback_order(
+    tmp_path: Path, multi30k_root: Path, cache_dir: Path
+) -> None:
+    overrides = [
+        *TINY, "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+        "callbacks.periodic_checkpoint.every_n_train_steps=1", "callbacks.periodic_checkpoint.train_time_interval=null",
+        "model.decoding.val_bleu=false", "~callbacks.attention_plots",
+    ]  # fmt: skip
+    cfg = compose_train(tmp_path, multi30k_root, cache_dir, overrides)
+    callbacks = OmegaConf.to_container(cfg.callbacks, resolve=True)
+    # The periodic checkpoint (no monitor) first: Trainer.checkpoint_callback is then latest.ckpt's.
+    cfg.callbacks = {"periodic_checkpoint": callbacks.pop("periodic_checkpoint"), **callbacks}
+    _, objects = train(cfg)
+    best = tmp_path / "run" / "checkpoints" / "epoch_000.ckpt"
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["best"]["path"] == str(best) and set(summary["best"]) == {"val/ppl", "path"}
+    assert objects["trainer"].ckpt_path == str(best)  # what the test stage loaded
+
+
+def test_a_misspelled_optimized_metric_fails_naming_the_metrics(tmp_path: Path, multi30k_root: Path, cache_dir: Path):
+    args = [*TINY, f"data.root={multi30k_root}", "debug=fdr", "optimized_metric=val/pll"]
+    result = run_cli(args, tmp_path, cache_dir)
+    assert result.returncode == 1
+    assert "error: optimized_metric=val/pll is not a metric of this run; its metrics: [" in result.stderr
+    assert "'val/ppl'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_test_hypotheses_are_line_aligned_with_the_source_file(
+    tmp_path: Path, multi30k_root: Path, cache_dir: Path
+) -> None:
+    from seq2seq_lit.corpus import read_parallel
+
+    src_lines, tgt_lines = (side[:8] for side in read_parallel(*(multi30k_root / f"val.{x}.gz" for x in ("en", "de"))))
+    src_lines[3] = tgt_lines[5] = ""  # two pairs the data module drops as empty
+    (tmp_path / "test.en").write_text("\n".join(src_lines) + "\n")
+    (tmp_path / "test.de").write_text("\n".join(tgt_lines) + "\n")
+    data = [
+        "data=parallel_text", f"data.train=[{multi30k_root}/train.en.gz,{multi30k_root}/train.de.gz]",
+        f"data.val=[{multi30k_root}/val.en.gz,{multi30k_root}/val.de.gz]",
+        f"data.test=[{tmp_path}/test.en,{tmp_path}/test.de]", "data.vocab_size=1000", "data.max_tokens=2048",
+    ]  # fmt: skip
+    overrides = [
+        *TINY,
+        *data,
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "~callbacks.attention_plots",
+    ]
+    train(compose_train(tmp_path, multi30k_root, cache_dir, overrides))
+    hyps = (tmp_path / "run" / "test" / "test.hyp").read_text().split("\n")
+    assert hyps[-1] == "" and len(hyps[:-1]) == 8  # one line per source line
+    # Line N holds the translation of source line N (as the tested checkpoint translates it alone).
+    from seq2seq_lit.config import DecodingConfig
+    from seq2seq_lit.translator import Translator
+
+    best = json.loads((tmp_path / "run" / "summary.json").read_text())["best"]["path"]
+    cfg = DecodingConfig(beam_size=5)  # the module's test beam and search limits
+    expected = [h[0].text for h in Translator.from_checkpoint(best).translate(src_lines, cfg)]
+    assert [hyps[i] for i in (0, 1, 2, 4, 6, 7)] == [expected[i] for i in (0, 1, 2, 4, 6, 7)]
+    assert hyps[3] == hyps[5] == "" and expected[5] != ""  # the dropped pairs: empty lines
+    assert json.loads((tmp_path / "run" / "test" / "test.json").read_text())["sentences"] == 6

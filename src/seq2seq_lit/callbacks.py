@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
 from seq2seq_lit.config import DecodingConfig
+
+if TYPE_CHECKING:
+    from seq2seq_lit.module import TranslationModule
 
 
 class AttentionPlots(L.Callback):
@@ -17,8 +21,9 @@ class AttentionPlots(L.Callback):
     def __init__(self, n_sentences: int = 2) -> None:
         self.n_sentences = n_sentences
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or pl_module.tgt_tokenizer is None:
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: TranslationModule) -> None:  # type: ignore[override]
+        src_tok, tgt_tok = pl_module.src_tokenizer, pl_module.tgt_tokenizer
+        if trainer.sanity_checking or not trainer.is_global_zero or src_tok is None or tgt_tok is None:
             return
         if pl_module.model.decoder.attention is None:
             return  # model.attention=false: nothing to plot
@@ -30,7 +35,6 @@ class AttentionPlots(L.Callback):
         datamodule = trainer.datamodule
         n = min(self.n_sentences, len(datamodule.datasets["val"]))
         sentences = datamodule.sources("val", list(range(n)))
-        src_tok, tgt_tok = pl_module.src_tokenizer, pl_module.tgt_tokenizer
         found = Translator(pl_module.model, src_tok, tgt_tok).translate(
             sentences, DecodingConfig(beam_size=1), attention=True
         )
@@ -38,6 +42,7 @@ class AttentionPlots(L.Callback):
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = []
         for i, (sentence, (hyp,)) in enumerate(zip(sentences, found)):
+            assert hyp.attention is not None
             src = src_tok.pieces(sentence)[: hyp.attention.size(1) - 1] + ["</s>"]
             tgt = tgt_tok.id_to_piece(hyp.tokens) + ["</s>"]
             fig = attention_figure(hyp.attention, src, tgt, title=f"step {trainer.global_step}")

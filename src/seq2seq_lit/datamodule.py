@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,20 +187,26 @@ class TranslationDataModule(L.LightningDataModule):
         return keep
 
     # -- loaders ------------------------------------------------------------------------------------
-    def _eval_loader(self, name: str) -> DataLoader:
+    def _eval_sampler(self, name: str) -> BucketBatchSampler:
         hp = self.hparams
         src_len, tgt_len = self.datasets[name].lengths()
         max_tokens = hp.eval_max_tokens or hp.max_tokens
         if max_tokens is not None:
             max_tokens = max(max_tokens, int(np.maximum(src_len, tgt_len).max()))
-        sampler = BucketBatchSampler(src_len, tgt_len, max_tokens, hp.batch_size, shuffle=False)
-        return DataLoader(self.datasets[name], batch_sampler=sampler, collate_fn=collate, num_workers=hp.num_workers)
+        return BucketBatchSampler(src_len, tgt_len, max_tokens, hp.batch_size, shuffle=False)
+
+    def _eval_loader(self, name: str) -> DataLoader:
+        sampler = self._eval_sampler(name)
+        return DataLoader(
+            self.datasets[name], batch_sampler=sampler, collate_fn=collate, num_workers=self.hparams.num_workers
+        )
 
     def train_dataloader(self) -> DataLoader:
         sampler = self.train_sampler
+        assert sampler is not None, "setup() first"
         if self.trainer is not None and self.trainer.overfit_batches > 0:
             # Lightning turns shuffling off for overfit_batches but cannot reach a custom batch sampler.
-            sampler = self._eval_loader("train").batch_sampler
+            sampler = self._eval_sampler("train")
         log.info(
             "training batches for rank %d of %d: %d, the first holding examples %s",
             sampler.rank, sampler.num_replicas, len(sampler), sampler.epoch_batches()[0][:4],
@@ -275,7 +282,7 @@ class Multi30kDataModule(TranslationDataModule):
         root: str,
         src_lang: str = "en",
         tgt_lang: str = "de",
-        test_splits: list[str] = ("test_2016_flickr",),
+        test_splits: Sequence[str] = ("test_2016_flickr",),
         download: bool = True,
         **kwargs,
     ) -> None:

@@ -50,7 +50,7 @@ class Decoder(nn.Module):
     def init_state(self, encoder_state: State, batch_size: int) -> DecoderState:
         """The encoder's final state, directions merged per layer, and a zero attentional vector."""
         if isinstance(encoder_state, tuple):
-            rnn_state: State = tuple(merge_directions(s) for s in encoder_state)
+            rnn_state: State = (merge_directions(encoder_state[0]), merge_directions(encoder_state[1]))
         else:
             rnn_state = merge_directions(encoder_state)
         h = rnn_state[0] if isinstance(rnn_state, tuple) else rnn_state
@@ -77,6 +77,7 @@ class Decoder(nn.Module):
         if self.attention is None:
             out, rnn_state = self.rnn(emb, rnn_state)
             return self.dropout(out), None, (rnn_state, None)
+        assert keys is not None and feed is not None  # with attention, encode() computed the keys
 
         outputs, weights = [], []
         layers, cells = unstack_state(rnn_state), self.cells()
@@ -99,6 +100,7 @@ class Decoder(nn.Module):
         pad_mask: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, list]:
         """One attentional step: returns the attentional vector, the attention weights and the new layers."""
+        assert self.attention is not None and self.concat is not None  # only attentional decoders step here
         # |emb| = (batch_size, word_vec_size), |feed| = (batch_size, 1, hidden_size)
         x = torch.cat([emb, feed.squeeze(1)], dim=-1)
         # |x| = (batch_size, word_vec_size + hidden_size)
@@ -147,11 +149,12 @@ class Decoder(nn.Module):
         """One time step of the stacked RNN, as explicit cells on ``self.rnn``'s own weights.
 
         Same result as calling ``self.rnn`` on a length-1 sequence, but per-step matmuls (forward and
-        backward) run about 1.6x faster than a oneDNN RNN call per step (BENCHMARKS.md).
+        backward) run faster than a oneDNN RNN call per step (BENCHMARKS.md).
         ``layers`` holds each layer's state: ``(h, c)`` for an LSTM, ``h`` for a GRU, each ``(batch, hidden)``;
         ``cells`` is ``self.cells()``, passed in so a time loop builds it once.
         """
-        cells, new_layers = cells if cells is not None else self.cells(), []
+        cells = cells if cells is not None else self.cells()
+        new_layers: list = []
         for i, (state, maps) in enumerate(zip(layers, cells)):
             if i > 0:
                 x = F.dropout(x, self.rnn.dropout, self.training)  # as nn.LSTM/GRU: between layers
@@ -193,7 +196,7 @@ def reorder_state(state: DecoderState, index: torch.Tensor) -> DecoderState:
     """Select batch entries of a decoder state (beam search keeps and duplicates hypotheses)."""
     rnn_state, feed = state
     if isinstance(rnn_state, tuple):
-        rnn_state = tuple(s.index_select(1, index) for s in rnn_state)
+        rnn_state = (rnn_state[0].index_select(1, index), rnn_state[1].index_select(1, index))
     else:
         rnn_state = rnn_state.index_select(1, index)
     return rnn_state, (feed.index_select(0, index) if feed is not None else None)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import cast
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq_lit.config import register_configs, require
+from seq2seq_lit.config import EvaluateConfig, register_configs, require
 from seq2seq_lit.errors import ConfigError, exit_on_user_error
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def evaluate(cfg: DictConfig) -> dict:
     from seq2seq_lit.translator import Translator
 
     require(cfg, "ckpt_path", "the checkpoint to evaluate, e.g. ckpt_path=RUN/checkpoints/last.ckpt")
-    decoding = OmegaConf.to_object(cfg)  # an EvaluateConfig, which is a DecodingConfig
+    decoding = cast(EvaluateConfig, OmegaConf.to_object(cfg))  # an EvaluateConfig, which is a DecodingConfig
     decoding.n_best = 1
     decoding.check()
     ckpt = load_checkpoint(cfg.ckpt_path, cfg.device)

@@ -22,4 +22,5 @@ class CorpusPerplexity(Metric):
         self.tokens += n_tokens.detach()
 
     def compute(self) -> torch.Tensor:
-        return torch.exp(self.nll / self.tokens).float()
+        nll, tokens = torch.as_tensor(self.nll), torch.as_tensor(self.tokens)
+        return torch.exp(nll / tokens).float()

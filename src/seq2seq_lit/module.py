@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 from torchmetrics.text import SacreBLEUScore
 
 from seq2seq_lit.config import DecodingConfig, DecodingSettings
@@ -113,7 +113,9 @@ class TranslationModule(L.LightningModule):
             if self._skip_update:
                 return loss  # keeps NaN out of the metrics; training_step counts it
         on_step = stage == "train"
-        ppl, mean_loss, mean_nll = self.ppl[f"{stage}_"], self.mean_loss[f"{stage}_"], self.mean_nll[f"{stage}_"]
+        ppl: Metric = self.ppl[f"{stage}_"]  # type: ignore[assignment]  # ModuleDict items are typed as Module
+        mean_loss: Metric = self.mean_loss[f"{stage}_"]  # type: ignore[assignment]
+        mean_nll: Metric = self.mean_nll[f"{stage}_"]  # type: ignore[assignment]
         ppl(nll_sum, n_tokens)
         mean_loss(loss, n_tokens)
         mean_nll(nll_sum / n_tokens, n_tokens)

@@ -44,7 +44,7 @@ class Resume:
         """Fail, naming the key, if the checkpoint holds another architecture or vocabulary than the run."""
         from seq2seq_lit.checkpoint import check_resumable
 
-        if self.ckpt is not None:
+        if self.ckpt is not None and self.path is not None:
             check_resumable(self.ckpt, self.path, hparams, tokenizers)
 
     def loggers(self, group: Any) -> list[Any]:

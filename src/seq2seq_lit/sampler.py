@@ -38,8 +38,8 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def __init__(
         self,
-        src_lengths: Sequence[int],
-        tgt_lengths: Sequence[int],
+        src_lengths: Sequence[int] | np.ndarray,
+        tgt_lengths: Sequence[int] | np.ndarray,
         max_tokens: int | None = None,
         batch_size: int | None = None,
         shuffle: bool = True,
@@ -108,7 +108,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         return batches
 
     def _cut(self, pool: np.ndarray) -> list[list[int]]:
-        batches, current, longest = [], [], 0
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = 0
         for i in pool.tolist():
             size = max(self.src_lengths[i], self.tgt_lengths[i])
             new_longest = max(longest, size)

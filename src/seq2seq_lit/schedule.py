@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -76,7 +77,7 @@ class BudgetCosineLR(LRScheduler):
             fraction = max(fraction, self.seconds_elapsed() / self.max_seconds)
         return min(fraction, 1.0)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | Tensor]:
         factor = 0.5 * (1.0 + math.cos(math.pi * self.progress()))
         return [self.eta_min + (base - self.eta_min) * factor for base in self.base_lrs]
 

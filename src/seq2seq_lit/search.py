@@ -55,13 +55,15 @@ def search(
     model, src: torch.Tensor, src_lengths: torch.Tensor, cfg: DecodingConfig, *, return_attention: bool = False
 ) -> SearchResult:
     """Greedy search when ``cfg.beam_size`` is 1, beam search otherwise; under bf16 autocast if ``cfg.bf16``."""
-    limits = {"alpha": cfg.alpha, "max_len_a": cfg.max_len_a, "max_len_b": cfg.max_len_b}
+    a, b, alpha = cfg.max_len_a, cfg.max_len_b, cfg.alpha
     with torch.autocast(src.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
         if cfg.beam_size == 1:
-            return greedy_search(model, src, src_lengths, **limits, return_attention=return_attention)
+            return greedy_search(
+                model, src, src_lengths, alpha=alpha, max_len_a=a, max_len_b=b, return_attention=return_attention
+            )
         return beam_search(
-            model, src, src_lengths, beam_size=cfg.beam_size, n_best=cfg.n_best, **limits,
-            return_attention=return_attention,
+            model, src, src_lengths, beam_size=cfg.beam_size, n_best=cfg.n_best, alpha=alpha, max_len_a=a,
+            max_len_b=b, return_attention=return_attention,
         )  # fmt: skip
 
 
@@ -82,7 +84,10 @@ def greedy_search(
     tokens = src.new_full((batch, max_len), PAD_ID)
     log_prob = torch.zeros(batch, dtype=dtype, device=device)
     lengths = limit.clone()
-    attention = torch.zeros(batch, max_len, src.size(1), dtype=dtype, device=device) if return_attention else None
+    # Without return_attention the attention tensors stay empty and are never indexed.
+    attention = (
+        torch.zeros(batch, max_len, src.size(1), dtype=dtype, device=device) if return_attention else src.new_empty(0)
+    )
     active = torch.arange(batch, device=device)  # rows of the original batch still decoding
     y = src.new_full((batch, 1), BOS_ID)
     for t in range(max_len):
@@ -145,7 +150,9 @@ def beam_search(
     fin_lp = torch.full((batch, k), neg_inf, dtype=dtype, device=device)
     fin_tokens = src.new_full((batch, k, max_len), PAD_ID)
     fin_len = torch.ones(batch, k, dtype=torch.long, device=device)
-    fin_attn = torch.zeros(batch, k, max_len, src_len, dtype=dtype, device=device) if return_attention else None
+    fin_attn = (
+        torch.zeros(batch, k, max_len, src_len, dtype=dtype, device=device) if return_attention else src.new_empty(0)
+    )
     # Sentences still decoding (indices into the batch); a sentence that is done leaves the decoder batch,
     # so the tensors below have one row per active sentence (or k, one per live hypothesis).
     active = torch.arange(batch, device=device)
@@ -153,7 +160,7 @@ def beam_search(
     live_lp = torch.full((batch, k), neg_inf, dtype=dtype, device=device)
     live_lp[:, 0] = 0.0
     live_tokens = src.new_empty((batch * k, 0))
-    live_attn = torch.zeros(batch * k, 0, src_len, dtype=dtype, device=device) if return_attention else None
+    live_attn = torch.zeros(batch * k, 0, src_len, dtype=dtype, device=device)
     cand_order = torch.arange(2 * k, device=device)
     y = src.new_full((batch * k, 1), BOS_ID)
 

@@ -132,17 +132,28 @@ def resolve_seed(seed: int | None) -> int:
 def monitored_checkpoint(trainer: Any) -> Any:
     """The ``ModelCheckpoint`` that keeps the best checkpoint by a metric, whatever the callbacks' order
     (``trainer.checkpoint_callback`` is merely the first, e.g. the periodic ``latest.ckpt`` with no monitor)."""
-    monitored = [cb for cb in trainer.checkpoint_callbacks if cb.monitor is not None]
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    monitored = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor]
     return monitored[0] if monitored else None
 
 
 def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
-    """The value of ``optimized_metric`` for sweepers; a name the run did not log is a config error."""
+    """The value of ``optimized_metric`` for sweepers.
+
+    A name the run could not have logged (a stage other than train/val/test, or one whose stage ran and logged
+    other names: a misspelling) is a config error listing the metrics there are. A run that stopped before
+    the metric's stage (``max_steps`` before the first validation) returns None with a warning.
+    """
     name = cfg.get("optimized_metric")
     if name is None:
         return None
     if name not in metrics:
-        raise ConfigError(f"optimized_metric={name} is not a metric of this run; its metrics: {sorted(metrics)}")
+        stage = name.split("/")[0]
+        if stage not in ("train", "val", "test") or any(key.startswith(f"{stage}/") for key in metrics):
+            raise ConfigError(f"optimized_metric={name} is not a metric of this run; its metrics: {sorted(metrics)}")
+        log.warning("optimized_metric=%s: the run ended before logging it; returning None", name)
+        return None
     value = metrics[name]
     if not math.isfinite(value):
         log.warning("%s is not finite (%s)", name, value)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterator
+from typing import cast
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq_lit.config import register_configs, require
+from seq2seq_lit.config import TranslateConfig, register_configs, require
 from seq2seq_lit.errors import DataError, exit_on_user_error
 
 log = logging.getLogger("seq2seq_lit.translate")
@@ -38,7 +39,7 @@ def run(cfg: DictConfig, stdin, stdout) -> None:
     require(
         cfg, "ckpt_path", "the checkpoint to translate with, e.g. ckpt_path=logs/train/runs/RUN/checkpoints/last.ckpt"
     )
-    decoding = OmegaConf.to_object(cfg)  # a TranslateConfig, which is a DecodingConfig
+    decoding = cast(TranslateConfig, OmegaConf.to_object(cfg))  # a TranslateConfig, which is a DecodingConfig
     decoding.check()
     translator = Translator.from_checkpoint(cfg.ckpt_path, cfg.device)
     interactive = cfg.interactive if cfg.interactive is not None else stdin.isatty()

@@ -99,7 +99,7 @@ class Translator:
                         scores[row][n],
                         tokens[row][n],
                         found.attention[row, n, : found.lengths[row, n], : batch["src_lengths"][row]].cpu()
-                        if attention
+                        if found.attention is not None
                         else None,
                     )
                     for n in range(cfg.n_best)
