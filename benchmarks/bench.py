@@ -92,6 +92,7 @@ def lightning_throughput(dm, batches: list, precision: str, steps: int, device: 
     """Median target tokens/s per step, and the median step time, through the real Trainer."""
     import lightning as L
 
+    from seq2seq_lit.config import model_defaults
     from seq2seq_lit.module import TranslationModule
 
     class Timer(L.Callback):
@@ -107,10 +108,10 @@ def lightning_throughput(dm, batches: list, precision: str, steps: int, device: 
             self.rates.append(target_tokens(batch) / (time.perf_counter() - self.t))
 
     torch.manual_seed(0)
-    module = TranslationModule(
-        len(dm.src_tokenizer), len(dm.tgt_tokenizer), REF["word_vec_size"], REF["hidden_size"], REF["n_layers"],
-        REF["dropout"], decoding={"val_bleu": False},
-    )  # fmt: skip
+    hparams = {k: v for k, v in model_defaults().items() if k != "_target_"}
+    hparams.update({k: REF[k] for k in ("word_vec_size", "hidden_size", "n_layers", "dropout")})
+    hparams["decoding"]["val_bleu"] = False
+    module = TranslationModule(len(dm.src_tokenizer), len(dm.tgt_tokenizer), **hparams)
     timer = Timer()
     trainer = L.Trainer(
         max_steps=steps, precision=precision, gradient_clip_val=5.0, limit_val_batches=0, logger=False,
@@ -124,10 +125,11 @@ def lightning_throughput(dm, batches: list, precision: str, steps: int, device: 
 
 def reference_model(dm, dropout: float = REF["dropout"]):
     """The reference Seq2Seq, sized to the DataModule's vocabularies."""
-    from seq2seq_lit.model import Seq2Seq
+    from seq2seq_lit.config import model_defaults
+    from seq2seq_lit.model import build_model
 
-    return Seq2Seq(len(dm.src_tokenizer), len(dm.tgt_tokenizer), REF["word_vec_size"], REF["hidden_size"],
-                   REF["n_layers"], dropout)  # fmt: skip
+    sizes = {"src_vocab_size": len(dm.src_tokenizer), "tgt_vocab_size": len(dm.tgt_tokenizer)}
+    return build_model({**model_defaults(), **REF, **sizes, "dropout": dropout})
 
 
 def bare_step(model, opt: torch.optim.Optimizer, batch: dict, bf16: bool = False, forward=None) -> None:
@@ -183,7 +185,7 @@ def profile_tables(dm, batches: list, translator, sentences: list[str], device: 
     or self CUDA time on a GPU."""
     from torch.profiler import ProfilerActivity, profile
 
-    from seq2seq_lit.translator import DecodingConfig
+    from seq2seq_lit.config import DecodingConfig
 
     model = reference_model(dm).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -265,7 +267,7 @@ def time_shares(work, groups: dict[str, set[str]]) -> dict[str, float]:
 
 def decoding_config(beam: int, bf16: bool = False):
     """The decoding settings of every decoding figure: beam 1 (greedy) or 5, batches of 4,096 source tokens."""
-    from seq2seq_lit.translator import DecodingConfig
+    from seq2seq_lit.config import DecodingConfig
 
     return DecodingConfig(beam_size=beam, max_tokens=4096, bf16=bf16)
 
@@ -435,7 +437,7 @@ def main() -> None:
     res["mfu_bf16"] = res["train_tok_s_bf16"] * flops_per_tok / (res["matmul_gflops_bf16"] * 1e9)
 
     ckpt = args.ckpt or newest_recipe_checkpoint()
-    test_src = dm.raw["test_2016_flickr"].src[: 150 if args.quick else 1000]
+    test_src = dm.sources("test_2016_flickr", list(range(150 if args.quick else 1000)))
     if ckpt is not None:
         translator = Translator.from_checkpoint(ckpt, args.device)
         res["decoding_model"] = str(ckpt.relative_to(ROOT) if ckpt.is_relative_to(ROOT) else ckpt)
