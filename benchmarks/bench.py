@@ -218,12 +218,20 @@ def profile_tables(dm, batches: list, translator, sentences: list[str], device: 
 
 def reference_batches(data: str, cache: str, steps: int) -> tuple:
     """The Multi30k en->de DataModule of the reference configuration and its first ``steps`` training batches."""
+    from seq2seq_lit.config import Multi30kConfig, schema_defaults
     from seq2seq_lit.datamodule import Multi30kDataModule
 
-    dm = Multi30kDataModule(
-        root=str(data), cache_dir=str(cache), vocab_size=REF["vocab_size"], spm_model_type="bpe",
-        max_tokens=None, batch_size=REF["batch_size"], download=False,
-    )  # fmt: skip
+    settings = {
+        "seed": 0,
+        "root": str(data),
+        "cache_dir": str(cache),
+        "vocab_size": REF["vocab_size"],
+        "spm_model_type": "bpe",
+        "max_tokens": None,
+        "batch_size": REF["batch_size"],
+        "download": False,
+    }
+    dm = Multi30kDataModule(**schema_defaults(Multi30kConfig) | settings)
     dm.setup("fit")
     return dm, [b for _, b in zip(range(steps), dm.train_dataloader())]
 

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from seq2seq_lit.config import model_defaults, register_configs
+from seq2seq_lit.config import DataConfig, Multi30kConfig, model_defaults, register_configs, schema_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 MULTI30K = Path(os.environ.get("SEQ2SEQ_LIT_TEST_DATA", ROOT.parent / "shared" / "data" / "multi30k"))
@@ -64,6 +64,16 @@ def make_module(src_vocab_size: int, tgt_vocab_size: int, **overrides):
     return TranslationModule(src_vocab_size, tgt_vocab_size, **{**hparams, **overrides})
 
 
+def multi30k_args(**overrides) -> dict:
+    """Keyword arguments of a Multi30kDataModule: the schema's defaults, seed 0, then ``overrides``."""
+    return {**schema_defaults(Multi30kConfig), "seed": 0, "max_tokens": 2048, **overrides}
+
+
+def parallel_text_args(**overrides) -> dict:
+    """Keyword arguments of a TranslationDataModule: the schema's defaults, seed 0, then ``overrides``."""
+    return {**schema_defaults(DataConfig), "seed": 0, **overrides}
+
+
 def compose_train(tmp_path: Path, multi30k_root: Path, cache_dir: Path, overrides: list[str] = ()) -> DictConfig:
     """Compose conf/train.yaml as `python -m seq2seq_lit.train` would, with paths under ``tmp_path``."""
     other_data = any(o.startswith("data=") and o != "data=multi30k" for o in overrides)
@@ -82,7 +92,7 @@ def tiny_datamodule(multi30k_root: Path, cache_dir: Path):
     """Multi30k en-de with 1000-piece vocabularies, set up once."""
     from seq2seq_lit.datamodule import Multi30kDataModule
 
-    dm = Multi30kDataModule(root=str(multi30k_root), cache_dir=str(cache_dir), vocab_size=1000, max_tokens=2048)
+    dm = Multi30kDataModule(**multi30k_args(root=str(multi30k_root), cache_dir=str(cache_dir), vocab_size=1000))
     dm.prepare_data()
     dm.setup("fit")
     return dm

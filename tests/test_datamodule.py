@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import multi30k_args, parallel_text_args
 
 from seq2seq_lit import multi30k, tokenizer
 from seq2seq_lit.collate import collate
@@ -42,7 +43,7 @@ def small_dm(tmp_path: Path, src=EN, tgt=DE, **kwargs) -> TranslationDataModule:
     train = [write(tmp_path / "train.en.gz", src, gz=True), write(tmp_path / "train.de", tgt)]
     val = [write(tmp_path / "val.en", EN[:5]), write(tmp_path / "val.de", DE[:5])]
     args = {"cache_dir": str(tmp_path / "cache"), "vocab_size": 32, "max_tokens": 200} | kwargs
-    return TranslationDataModule(train=train, val=val, test=val, **args)
+    return TranslationDataModule(train=train, val=val, test=val, **parallel_text_args(**args))
 
 
 def test_parallel_text_plain_and_gzip_batches(tmp_path: Path) -> None:
@@ -146,7 +147,7 @@ def test_multi30k_missing_files_without_network_say_where(tmp_path: Path, monkey
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(multi30k.urllib.request, "urlopen", offline)
-    dm = Multi30kDataModule(root=str(tmp_path / "m30k"), cache_dir=str(tmp_path / "cache"))
+    dm = Multi30kDataModule(**multi30k_args(root=str(tmp_path / "m30k"), cache_dir=str(tmp_path / "cache")))
     with pytest.raises(FileNotFoundError) as err:
         dm.prepare_data()
     message = str(err.value)
@@ -174,7 +175,7 @@ def test_download_with_wrong_checksum_deletes_the_partial_file(tmp_path: Path, m
 
 def test_multi30k_language_is_checked() -> None:
     with pytest.raises(ValueError, match=r"data.tgt_lang='xx' is not a Multi30k language; allowed values"):
-        Multi30kDataModule(root="/nonexistent", tgt_lang="xx", cache_dir="/tmp")
+        Multi30kDataModule(**multi30k_args(root="/nonexistent", tgt_lang="xx", cache_dir="/tmp"))
 
 
 def test_zero_pairs_after_filtering_names_the_files(tmp_path: Path) -> None:
@@ -186,9 +187,8 @@ def test_zero_pairs_after_filtering_names_the_files(tmp_path: Path) -> None:
 
 
 def test_missing_file_names_the_path(tmp_path: Path) -> None:
-    dm = TranslationDataModule(
-        train=[str(tmp_path / "nope.en"), str(tmp_path / "nope.de")], val=None, cache_dir=str(tmp_path / "c")
-    )
+    nope = [str(tmp_path / "nope.en"), str(tmp_path / "nope.de")]
+    dm = TranslationDataModule(train=nope, val=None, **parallel_text_args(cache_dir=str(tmp_path / "c")))
     with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'nope.en'}: no such file"):
         dm.setup()
 

@@ -45,10 +45,8 @@ def test_ddp_cpu_shards_batches_and_syncs_val_ppl(tmp_path: Path, multi30k_root:
 
     module = TranslationModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=True).eval()
     data = module.hparams.data
-    dm = Multi30kDataModule(
-        root=str(multi30k_root), cache_dir=str(cache_dir), vocab_size=data["vocab_size"],
-        spm_model_type=data["spm_model_type"], max_tokens=data["max_tokens"], max_length=data["max_length"],
-    )  # fmt: skip
+    settings = {k: v for k, v in data.items() if k != "_target_"}  # the run's own data config
+    dm = Multi30kDataModule(**settings | {"root": str(multi30k_root), "cache_dir": str(cache_dir)})
     dm.setup()
     with torch.no_grad():
         for batch in dm.val_dataloader():

@@ -213,6 +213,17 @@ def model_defaults() -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.structured(ModelConfig), resolve=True)  # type: ignore[return-value]
 
 
+def schema_defaults(schema: type) -> dict[str, Any]:
+    """The keys of a schema with a plain default (not ``???``, not an interpolation such as ``${seed}``) and
+    their defaults, as plain types: the keyword arguments a class configured by that schema takes."""
+    node = OmegaConf.structured(schema)
+    return {
+        key: OmegaConf.to_container(node, resolve=False)[key]  # type: ignore[index]
+        for key in node
+        if key != "_target_" and not OmegaConf.is_missing(node, key) and not OmegaConf.is_interpolation(node, key)
+    }
+
+
 def require(cfg: Any, key: str, hint: str) -> None:
     """A mandatory key (``???``) left unset is a user error naming the key, not a traceback."""
     if OmegaConf.is_missing(cfg, key):

@@ -63,25 +63,30 @@ class RawSplit:
 
 
 class TranslationDataModule(L.LightningDataModule):
-    """Parallel text files per split -> SentencePiece ids -> length-bucketed, padded batches."""
+    """Parallel text files per split -> SentencePiece ids -> length-bucketed, padded batches.
+
+    The keyword arguments are ``data.*`` (defaults: ``config.DataConfig``; ``config.schema_defaults`` gives
+    them for code that builds a data module without Hydra).
+    """
 
     def __init__(
         self,
         train: list[str],
         val: list[str],
         test: dict[str, list[str]] | list[str] | None = None,
-        cache_dir: str = ".cache",
-        vocab_size: int = 8000,
-        joint_vocab: bool = False,
-        spm_model_type: str = "bpe",
-        character_coverage: float = 1.0,
-        max_length: int = 100,
-        max_tokens: int | None = 4096,
-        batch_size: int | None = None,
-        eval_max_tokens: int | None = None,
-        pool_size: int = 65536,
-        num_workers: int = 0,
-        seed: int = 0,
+        *,
+        cache_dir: str,
+        vocab_size: int,
+        joint_vocab: bool,
+        spm_model_type: str,
+        character_coverage: float,
+        max_length: int,
+        max_tokens: int | None,
+        batch_size: int | None,
+        eval_max_tokens: int | None,
+        pool_size: int,
+        num_workers: int,
+        seed: int,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -280,11 +285,12 @@ class Multi30kDataModule(TranslationDataModule):
     def __init__(
         self,
         root: str,
-        src_lang: str = "en",
-        tgt_lang: str = "de",
-        test_splits: Sequence[str] = ("test_2016_flickr",),
-        download: bool = True,
-        **kwargs,
+        *,
+        src_lang: str,
+        tgt_lang: str,
+        test_splits: Sequence[str],
+        download: bool,
+        **kwargs: Any,
     ) -> None:
         for key, lang in (("data.src_lang", src_lang), ("data.tgt_lang", tgt_lang)):
             if lang not in multi30k.LANGS:
