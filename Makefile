@@ -8,10 +8,10 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test bench notebook lint format clean
+.PHONY: help install train test test-lowest bench notebook lint format clean
 
 help: ## Show this help
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,18 @@ train: $(STAMP) ## Train the default model (en->de Multi30k); extra overrides vi
 
 test: $(STAMP) ## Run the test suite
 	$(BIN)/python -m pytest $(ARGS)
+
+LOWEST := .venv-lowest
+test-lowest: ## Every dependency at its pyproject.toml floor (torch: TORCH) in .venv-lowest, then the tests
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/pip install -q --upgrade pip
+	$(LOWEST)/bin/pip install -q "$(TORCH)"
+	$(PYTHON) -c "import re, tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
+	print('\n'.join(re.sub(r'>=([0-9.]+).*', r'==\1', d) for d in deps if not d.startswith('torch')))" \
+	> $(LOWEST)/constraints.txt
+	$(LOWEST)/bin/pip install -q -c $(LOWEST)/constraints.txt -e . pytest
+	$(LOWEST)/bin/python -m pytest --ignore tests/test_notebook.py --ignore tests/test_sweeps.py \
+	--deselect "tests/test_config.py::test_logger_options_instantiate[tensorboard]" $(ARGS)
 
 bench: $(STAMP) ## Benchmark training and decoding speed (ARGS="--quick --json bench.json"); see BENCHMARKS.md
 	$(BIN)/python benchmarks/bench.py $(ARGS)

@@ -64,6 +64,7 @@ def test_cli_help_and_cfg(tmp_path: Path, cache_dir: Path) -> None:
         ("data.spm_model_type=wordpiece", "data.spm_model_type='wordpiece'; allowed values"),
         ("model=nonexistent", "Could not find 'model/nonexistent'"),
         ("model.share_embeddings=true", "model.share_embeddings=true needs data.joint_vocab=true"),
+        ("data.tgt_lang=xx", "error: data.tgt_lang='xx' is not a Multi30k language"),  # raised in instantiate
     ],
 )
 def test_cli_bad_settings_fail_before_any_work(override, message, tmp_path: Path) -> None:
@@ -91,6 +92,7 @@ def test_short_real_run_logs_curves_and_saves_a_self_contained_checkpoint(
             "trainer.limit_test_batches=2",
             "trainer.log_every_n_steps=10",
             "model/scheduler=plateau",
+            "model.optimizer.lr=0.01",  # a model that emits words after 40 steps, so val/bleu is above 0
         ],
     )
     metrics, objects = train(cfg)
@@ -103,7 +105,6 @@ def test_short_real_run_logs_curves_and_saves_a_self_contained_checkpoint(
     speeds = [float(r["train/tok_s"]) for r in rows if r.get("train/tok_s")]
     assert len(speeds) == 4 and min(speeds) > 0
     assert "test/ppl" in metrics and metrics["val/ppl"] > 1
-    assert any(r.get("val/bleu") for r in rows) and 0 <= metrics["val/bleu"] <= 100
     # The best checkpoint was tested with beam search; hypotheses and a sacreBLEU report were written.
     report = json.loads((run_dir / "test" / "test_2016_flickr.json").read_text())
     assert report["bleu"] == pytest.approx(metrics["test/bleu"], abs=0.01) and "chrf" in report
@@ -114,7 +115,7 @@ def test_short_real_run_logs_curves_and_saves_a_self_contained_checkpoint(
     tested = [i for batch in list(dm.test_dataloader()[0].batch_sampler)[:2] for i in batch]
     lines, n_lines = dm.file_lines("test_2016_flickr", tested)
     assert len(hyps) == n_lines == 1000 and report["sentences"] == len(tested) > 0
-    assert not any(hyps[i] for i in set(range(1000)) - set(lines))
+    assert all(hyps[line] for line in lines) and not any(hyps[i] for i in set(range(1000)) - set(lines))
     # W&B ran offline, in the run directory, without any account.
     assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     # Attention heatmaps of two fixed validation sentences: PNG in the run directory and W&B images.
@@ -128,7 +129,7 @@ def test_short_real_run_logs_curves_and_saves_a_self_contained_checkpoint(
     ckpt = torch.load(ckpt_path, weights_only=True)
     assert set(ckpt["tokenizers"]) == {"src", "tgt"}
     hp = ckpt["hyper_parameters"]
-    assert hp["hidden_size"] == 64 and hp["data"]["src_lang"] == "en" and hp["optimizer"]["lr"] == 0.001
+    assert hp["hidden_size"] == 64 and hp["data"]["src_lang"] == "en" and hp["optimizer"]["lr"] == 0.01
 
     # Reloaded alone, it reproduces the logged corpus-level val/ppl on the same batches.
     from seq2seq_lit.module import TranslationModule
@@ -136,11 +137,20 @@ def test_short_real_run_logs_curves_and_saves_a_self_contained_checkpoint(
     module = TranslationModule.load_from_checkpoint(ckpt_path, weights_only=True).eval()
     assert module.src_tokenizer.encode(["A dog."]) == objects["datamodule"].src_tokenizer.encode(["A dog."])
     val_loader = objects["datamodule"].val_dataloader()
+    hyps, refs = [], []
     with torch.no_grad():
         for i, batch in enumerate(val_loader):
             if i == 4:
                 break
             module.shared_step(batch, "val")
+            hyps += module.decode(batch, beam_size=1)
+            refs += objects["datamodule"].references("val", batch["ids"].tolist())
+    # ... and the logged val/bleu is sacreBLEU's corpus BLEU (13a, the default exponential smoothing) of its
+    # greedy translations of those sentences.
+    from sacrebleu.metrics import BLEU
+
+    logged_bleu = [float(r["val/bleu"]) for r in rows if r.get("val/bleu")][-1]
+    assert logged_bleu == pytest.approx(BLEU().corpus_score(hyps, [refs]).score, abs=0.005) and logged_bleu > 0
     logged = [float(r["val/ppl"]) for r in rows if r.get("val/ppl")][-1]
     assert module.ppl["val_"].compute().item() == pytest.approx(logged, rel=1e-4)
 
@@ -339,6 +349,7 @@ def test_test_hypotheses_are_line_aligned_with_the_source_file(
         "trainer.limit_val_batches=1",
         "~callbacks.attention_plots",
         "model.decoding.val_bleu=false",
+        "model.optimizer.lr=0.01",  # a model that emits words after 40 steps
     ]
     train(compose_train(tmp_path, multi30k_root, cache_dir, overrides))
     hyps = (tmp_path / "run" / "test" / "test.hyp").read_text().split("\n")
@@ -352,5 +363,5 @@ def test_test_hypotheses_are_line_aligned_with_the_source_file(
     expected = [h[0].text for h in Translator.from_checkpoint(best).translate(src_lines, cfg)]
     assert [hyps[i] for i in (0, 1, 2, 4, 6, 7)] == [expected[i] for i in (0, 1, 2, 4, 6, 7)]
     assert hyps[3] == hyps[5] == ""  # the dropped pairs: empty lines
-    assert len({expected[i] for i in (0, 1, 2, 4, 6, 7)}) >= 4  # distinct translations, so the order is checked
+    assert len({expected[i] for i in (0, 1, 2, 4, 6, 7)}) >= 2  # not all alike, so a shifted line would show
     assert json.loads((tmp_path / "run" / "test" / "test.json").read_text())["sentences"] == 6

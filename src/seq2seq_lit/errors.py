@@ -49,14 +49,24 @@ def full_traceback_wanted() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
+def user_error(err: BaseException) -> UserError | None:
+    """The user error ``err`` is, or that Hydra's ``instantiate`` wrapped in an ``InstantiationException``."""
+    from hydra.errors import InstantiationException
+
+    while isinstance(err, InstantiationException) and err.__cause__ is not None:
+        err = err.__cause__
+    return err if isinstance(err, UserError) else None
+
+
 def exit_on_user_error(fn: Callable[[], T], logger: logging.Logger | None = None) -> T:
     """Run a command's body: a :class:`UserError` ends the process with ``error: ...`` on stderr (and in
     ``logger``'s log file) and exit code 1, with no traceback. Any other exception propagates with its own."""
     try:
         return fn()
-    except UserError as err:
-        if full_traceback_wanted():
+    except Exception as err:
+        found = user_error(err)
+        if found is None or full_traceback_wanted():
             raise
         if logger is not None:
-            logger.error("%s", err)
-        sys.exit(f"error: {err}")
+            logger.error("%s", found)
+        sys.exit(f"error: {found}")

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
 from torchmetrics import MeanMetric, Metric
-from torchmetrics.text import SacreBLEUScore
 
 from seq2seq_lit.config import DecodingConfig, DecodingSettings
 from seq2seq_lit.errors import ConfigError, DivergedError
@@ -81,14 +80,15 @@ class TranslationModule(L.LightningModule):
         self.ppl = torch.nn.ModuleDict({f"{stage}_": CorpusPerplexity() for stage in stages})
         self.mean_loss = torch.nn.ModuleDict({f"{stage}_": MeanMetric() for stage in stages})
         self.mean_nll = torch.nn.ModuleDict({f"{stage}_": MeanMetric() for stage in stages})
-        self.val_bleu = SacreBLEUScore(tokenize="13a")
         self.decoding = DecodingSettings(**decoding)
         self.src_tokenizer: Tokenizer | None = None
         self.tgt_tokenizer: Tokenizer | None = None
+        self._val_pairs: list[tuple[str, str]] = []  # (hypothesis, reference) of this validation
         self._test_hyps: dict[int, list[tuple[int, str]]] = {}
         self.nonfinite_steps = 0  # consecutive, reset by a good step
         self.skipped_steps = 0  # in total
-        self._skip_update = False  # the current step's loss was not finite on some rank
+        self._batch_nonfinite = False  # this batch's loss was not finite on some rank
+        self._skip_update = False  # some batch of the current optimizer step (accumulation) was not finite
         self._rng_to_restore: dict[str, Any] | None = None
 
     def set_tokenizers(self, src: Tokenizer, tgt: Tokenizer) -> None:
@@ -109,8 +109,9 @@ class TranslationModule(L.LightningModule):
         loss_sum, nll_sum, n_tokens = masked_nll(log_probs, tgt[:, 1:], self.hparams.label_smoothing)
         loss = loss_sum / n_tokens
         if stage == "train":
-            self._skip_update = not self._finite_on_every_rank(loss)
-            if self._skip_update:
+            self._batch_nonfinite = not self._finite_on_every_rank(loss)
+            self._skip_update |= self._batch_nonfinite
+            if self._batch_nonfinite:
                 return loss  # keeps NaN out of the metrics; training_step counts it
         on_step = stage == "train"
         ppl: Metric = self.ppl[f"{stage}_"]  # type: ignore[assignment]  # ModuleDict items are typed as Module
@@ -133,7 +134,7 @@ class TranslationModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.shared_step(batch, "train")
-        if not self._skip_update:
+        if not self._batch_nonfinite:
             self.nonfinite_steps = 0
             return loss
         # Every rank still runs backward (returning None is not supported under DDP); the update is dropped in
@@ -154,6 +155,7 @@ class TranslationModule(L.LightningModule):
         if self._skip_update:
             # Without gradients the optimizer leaves every parameter and its state alone.
             optimizer.zero_grad(set_to_none=True)
+        self._skip_update = False
 
     def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step_start = time.perf_counter()
@@ -167,12 +169,17 @@ class TranslationModule(L.LightningModule):
         self.shared_step(batch, "val")
         if self.decoding.val_bleu and self.tgt_tokenizer is not None:
             refs = self.trainer.datamodule.references("val", batch["ids"].tolist())
-            self.val_bleu.update(self.decode(batch, self.decoding.val_beam_size), [[r] for r in refs])
+            self._val_pairs += zip(self.decode(batch, self.decoding.val_beam_size), refs)
 
     def on_validation_epoch_end(self) -> None:
+        """``val/bleu``: sacreBLEU over the whole validation set (all ranks' sentences), scored exactly as the
+        test stage and ``evaluate`` score (``scoring.score_corpus``)."""
+        from seq2seq_lit.scoring import score_corpus
+
         if self.decoding.val_bleu and self.tgt_tokenizer is not None:
-            self.log("val/bleu", self.val_bleu.compute() * 100)
-            self.val_bleu.reset()
+            pairs, self._val_pairs = _gather(self._val_pairs), []
+            hyps, refs = [h for h, _ in pairs], [r for _, r in pairs]
+            self.log("val/bleu", score_corpus(hyps, refs)["bleu"] if pairs else 0.0)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self.shared_step(batch, "test")
