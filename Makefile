@@ -34,7 +34,7 @@ test-lowest: ## Every dependency at its pyproject.toml floor (torch: TORCH) in .
 	$(LOWEST)/bin/pip install -q --upgrade pip
 	$(LOWEST)/bin/pip install -q "$(TORCH)"
 	$(PYTHON) -c "import re, tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
-	print('\n'.join(re.sub(r'>=([0-9.]+).*', r'==\1', d) for d in deps if not d.startswith('torch')))" \
+	print('\n'.join(re.sub(r'>=([0-9.]+).*', r'==\1', d) for d in deps if re.split('[<>=]', d)[0] != 'torch'))" \
 	> $(LOWEST)/constraints.txt
 	$(LOWEST)/bin/pip install -q -c $(LOWEST)/constraints.txt -e . pytest
 	$(LOWEST)/bin/python -m pytest --ignore tests/test_notebook.py --ignore tests/test_sweeps.py \

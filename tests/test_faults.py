@@ -54,6 +54,39 @@ def test_nonfinite_losses_are_skipped_then_stop_training(tmp_path: Path, multi30
     assert (module.skipped_steps, module.nonfinite_steps) == (3, 3)
 
 
+def test_a_nonfinite_micro_batch_skips_its_whole_accumulated_step(
+    tmp_path: Path, multi30k_root, cache_dir, monkeypatch
+) -> None:
+    forward, seen = TranslationModule.forward, []
+
+    def poisoned(self, src, src_lengths, tgt_in):
+        out = forward(self, src, src_lengths, tgt_in)
+        if self.training:
+            seen.append(None)
+            return out * float("nan") if len(seen) == 3 else out  # the first micro-batch of optimizer step 2
+        return out
+
+    monkeypatch.setattr(TranslationModule, "forward", poisoned)
+    overrides = [
+        *TINY_QUIET, "trainer.limit_train_batches=6", "trainer.accumulate_grad_batches=2",
+        "trainer.limit_val_batches=1",
+        "callbacks.model_checkpoint.monitor=null", "callbacks.model_checkpoint.save_top_k=-1",
+        "callbacks.model_checkpoint.filename='step_{step}'", "+callbacks.model_checkpoint.every_n_train_steps=1",
+    ]  # fmt: skip
+    train(compose_train(tmp_path, multi30k_root, cache_dir, overrides))
+    weights = [
+        torch.load(tmp_path / "run" / "checkpoints" / f"step_{n}.ckpt", weights_only=True)["state_dict"]
+        for n in (1, 2, 3)
+    ]
+    # The second step (micro-batches 3 and 4) changed nothing, though its second micro-batch was finite.
+    for key, value in weights[0].items():
+        torch.testing.assert_close(weights[1][key], value, rtol=0, atol=0)
+    assert any(not torch.equal(weights[2][k], v) for k, v in weights[1].items())
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["nonfinite"] == {
+        "skipped_steps": 1, "consecutive": 0,
+    }  # fmt: skip
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_saves_a_resumable_checkpoint(sig, tmp_path: Path, multi30k_root, cache_dir, tiny_datamodule) -> None:
     env = {**os.environ, "SEQ2SEQ_LIT_CACHE": str(cache_dir), "WANDB_MODE": "offline"}

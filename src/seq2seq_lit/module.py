@@ -17,7 +17,7 @@ from torchmetrics import MeanMetric, Metric
 from seq2seq_lit.config import DecodingConfig, DecodingSettings
 from seq2seq_lit.errors import ConfigError, DivergedError
 from seq2seq_lit.metrics import CorpusPerplexity
-from seq2seq_lit.model import build_model
+from seq2seq_lit.model import NETWORK_KEYS, build_model
 from seq2seq_lit.search import search
 from seq2seq_lit.tokenizer import Tokenizer
 from seq2seq_lit.vocab import PAD_ID
@@ -47,8 +47,9 @@ def masked_nll(
 class TranslationModule(L.LightningModule):
     """Wraps :class:`Seq2Seq`; one shared step for train/val/test.
 
-    Every argument but the vocabulary sizes comes from ``model.*`` (defaults: ``config.ModelConfig``); ``data``
-    is the data config, kept so a checkpoint records what the model was trained on.
+    Every argument but the vocabulary sizes comes from ``model.*`` (defaults: ``config.ModelConfig``):
+    ``network`` holds the keyword arguments of :class:`Seq2Seq` (``model.build_model`` takes them from the
+    hyper-parameters); ``data`` is the data config, kept so a checkpoint records what the model was trained on.
     """
 
     def __init__(
@@ -56,23 +57,19 @@ class TranslationModule(L.LightningModule):
         src_vocab_size: int,
         tgt_vocab_size: int,
         *,
-        word_vec_size: int,
-        hidden_size: int,
-        n_layers: int,
-        dropout: float,
-        rnn: str,
-        attention: bool,
-        tie_embeddings: bool,
-        share_embeddings: bool,
         label_smoothing: float,
         max_nonfinite_steps: int,
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None,
         decoding: dict[str, Any],
         data: dict[str, Any] | None = None,
+        **network: Any,
     ) -> None:
+        unknown = sorted(set(network) - set(NETWORK_KEYS))
+        if unknown:
+            raise TypeError(f"TranslationModule got unexpected keyword arguments {unknown}")
         super().__init__()
-        # Plain dicts only, so checkpoints open with torch.load(weights_only=True).
+        # Flat plain types (``network``'s keys among them), so checkpoints open with torch.load(weights_only=True).
         self.save_hyperparameters()
         self.model = build_model(self.hparams)
         # Keys get a suffix: a ModuleDict key "train" would clash with nn.Module.train.
