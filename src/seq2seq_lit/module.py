@@ -11,7 +11,6 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import WandbLogger
 from torchmetrics import MeanMetric, Metric
 
 from seq2seq_lit.config import DecodingConfig, DecodingSettings
@@ -86,7 +85,6 @@ class TranslationModule(L.LightningModule):
         self.skipped_steps = 0  # in total
         self._batch_nonfinite = False  # this batch's loss was not finite on some rank
         self._skip_update = False  # some batch of the current optimizer step (accumulation) was not finite
-        self._rng_to_restore: dict[str, Any] | None = None
 
     def set_tokenizers(self, src: Tokenizer, tgt: Tokenizer) -> None:
         """Attach the tokenizers; they are embedded in every checkpoint so it can translate alone."""
@@ -242,33 +240,17 @@ class TranslationModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "name": "lr", **sched_cfg}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.src_tokenizer is not None:
+        if self.src_tokenizer is not None and self.tgt_tokenizer is not None:
             checkpoint["tokenizers"] = {"src": self.src_tokenizer.as_tensor(), "tgt": self.tgt_tokenizer.as_tensor()}
-        # Lightning does not save the RNG; dropout after a resume must draw what it would have drawn.
-        checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_initialized():
-            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
-        for logger in self.loggers:
-            if isinstance(logger, WandbLogger):
-                checkpoint["wandb_id"] = logger.version  # resumed runs continue the same W&B run
         checkpoint["nonfinite"] = {"skipped_steps": self.skipped_steps, "consecutive": self.nonfinite_steps}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "tokenizers" in checkpoint:
             toks = checkpoint["tokenizers"]
             self.set_tokenizers(Tokenizer.from_tensor(toks["src"]), Tokenizer.from_tensor(toks["tgt"]))
-        self._rng_to_restore = checkpoint.get("rng_state")
         nonfinite = checkpoint.get("nonfinite", {})
         self.skipped_steps = nonfinite.get("skipped_steps", 0)
         self.nonfinite_steps = nonfinite.get("consecutive", 0)
-
-    def on_train_start(self) -> None:
-        # Restored here, not at load time, so nothing between loading and the first step draws from it.
-        rng, self._rng_to_restore = self._rng_to_restore, None
-        if rng is not None:
-            torch.set_rng_state(rng["torch"])
-            if "cuda" in rng and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 def _gather(items: list) -> list:

@@ -1,11 +1,13 @@
 """Resuming a run from a checkpoint, gathered in one place.
 
 ``Resume.from_config(cfg)`` is the one entry point of ``train``: it finds and reads the checkpoint
-(``ckpt_path=PATH`` or ``last``), checks it fits the run's model and vocabulary, builds the loggers so the
-W&B run continues under its id and ``metrics.csv`` starts with the history up to the checkpoint, and gives
-``Trainer.fit`` its path. The rest of a run's state travels through Lightning's own hooks: the RNG and the
-non-finite step counters in ``TranslationModule.on_save_checkpoint``, the place in the epoch's batch order in
-``TranslationDataModule.state_dict`` (counted with :func:`batches_done`).
+(``ckpt_path=PATH`` or ``last``), checks it fits the run's model and vocabulary, builds the loggers (the W&B
+run continues under its id, ``metrics.csv`` starts with the history up to the checkpoint) and the callbacks
+(with :class:`RunState`, which saves and restores the torch RNG and the W&B id), and gives ``Trainer.fit`` its
+path. The rest travels through Lightning's own checkpoint hooks: the model's non-finite step counters in
+``TranslationModule.on_save_checkpoint``, the place in the epoch's batch order in
+``TranslationDataModule.state_dict``. Lightning offers no public count of the batches a resumed run skips, so
+:func:`batches_done` and :func:`first_logged_step` read its loop progress and follow its restart rule.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch import Callback
+from lightning.pytorch.loggers import WandbLogger
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,12 @@ class Resume:
         if self.ckpt is not None and self.path is not None:
             check_resumable(self.ckpt, self.path, hparams, tokenizers)
 
+    def callbacks(self, group: Any) -> list[Any]:
+        """The run's callbacks, and :class:`RunState`."""
+        from seq2seq_lit.train import instantiate_group
+
+        return [*instantiate_group(group), RunState()]
+
     def loggers(self, group: Any) -> list[Any]:
         """The run's loggers; when resuming, W&B continues the checkpoint's run and the CSV keeps its history."""
         from lightning.pytorch.loggers import CSVLogger
@@ -61,6 +74,33 @@ class Resume:
                 if history and isinstance(logger, CSVLogger):
                     carry_csv_history(logger, history, before_step=first_logged_step(self.ckpt))
         return loggers
+
+
+class RunState(Callback):
+    """Saves what Lightning does not: the torch RNG (dropout after a resume must draw the masks the
+    uninterrupted run would have drawn) and the W&B run id (a resumed run continues the same W&B run)."""
+
+    def __init__(self) -> None:
+        self._rng_to_restore: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_initialized():
+            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                checkpoint["wandb_id"] = logger.version
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self._rng_to_restore = checkpoint.get("rng_state")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Restored here, not at load time, so nothing between loading and the first step draws from it.
+        rng, self._rng_to_restore = self._rng_to_restore, None
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 def restart_stage(progress: dict[str, int]) -> str:

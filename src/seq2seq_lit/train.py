@@ -98,7 +98,7 @@ def _train(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> tuple[
     resume.check(dict(model.hparams), {"src": datamodule.src_tokenizer, "tgt": datamodule.tgt_tokenizer})
 
     loggers = resume.loggers(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=loggers or False)
+    trainer = instantiate(cfg.trainer, callbacks=resume.callbacks(cfg.get("callbacks")), logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
     summary["params"] = sum(p.numel() for p in model.parameters())
