@@ -154,6 +154,10 @@ def test_truncated_or_mismatched_checkpoint_names_the_file(trained_ckpt: Path, t
     torch.save(ckpt, other)
     with pytest.raises(ValueError, match=f"ckpt_path={other}: weights do not match the model configuration"):
         load_checkpoint(other)
+    del ckpt["hyper_parameters"]["share_embeddings"]
+    torch.save(ckpt, other)
+    with pytest.raises(ValueError, match=f"ckpt_path={other}: its hyper-parameters lack share_embeddings"):
+        load_checkpoint(other)
     result = command("translate", [f"ckpt_path={truncated}"], b"A dog.\n")
     assert result.returncode == 1 and "not a readable seq2seq_lit checkpoint" in result.stderr.decode()
     assert "Traceback" not in result.stderr.decode()

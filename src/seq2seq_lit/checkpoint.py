@@ -100,6 +100,12 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
     # Read on the CPU: the tokenizers are byte tensors that SentencePiece reads through NumPy.
     ckpt = read_checkpoint(path)
     hparams, weights, toks = ckpt["hyper_parameters"], ckpt["state_dict"], ckpt["tokenizers"]
+    missing = [key for key in NETWORK_KEYS if key not in hparams]
+    if missing:
+        raise CheckpointError(
+            f"ckpt_path={path}: its hyper-parameters lack {', '.join(missing)} (written by another version of "
+            "seq2seq_lit?)"
+        )
     model = build_model(hparams).to(device)
     try:
         model.load_state_dict({k.removeprefix("model."): v for k, v in weights.items() if k.startswith("model.")})
