@@ -88,3 +88,39 @@ def test_multi30k_padding_under_ten_percent(tiny_datamodule) -> None:
         positions += len(batch) * (src[batch].max() + tgt[batch].max())
     assert 1 - real / positions < 0.10
     assert sorted(i for b in sampler for i in b) == list(range(len(src)))
+
+
+def reference_batches(src, tgt, max_tokens, batch_size, shuffle, pool_size, seed, epoch) -> list[list[int]]:
+    """The bucketing rule written the plain way: one example at a time."""
+    rng = np.random.default_rng([seed, epoch])
+    n = len(src)
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    batches = []
+    for start in range(0, n, pool_size if shuffle else n):
+        pool = order[start : start + (pool_size if shuffle else n)]
+        current, longest = [], 0
+        for i in pool[np.lexsort((tgt[pool], src[pool]))].tolist():
+            size = max(src[i], tgt[i])
+            tokens_over = max_tokens is not None and max(longest, size) * (len(current) + 1) > max_tokens
+            sents_over = batch_size is not None and len(current) + 1 > batch_size
+            if current and (tokens_over or sents_over):
+                batches.append(current)
+                current, longest = [], 0
+            current.append(i)
+            longest = max(longest, size)
+        if current:
+            batches.append(current)
+    return [batches[i] for i in rng.permutation(len(batches))] if shuffle else batches
+
+
+@pytest.mark.parametrize(
+    ("max_tokens", "batch_size", "shuffle", "pool_size"),
+    [(300, None, True, 200), (300, 16, True, 1000), (None, 16, True, 64), (300, None, False, 200), (97, 3, True, 7)],
+)
+def test_the_vectorised_plan_equals_the_one_example_at_a_time_rule(max_tokens, batch_size, shuffle, pool_size) -> None:
+    src, tgt = lengths(n=2000, seed=4)
+    sampler = BucketBatchSampler(src, tgt, max_tokens, batch_size, shuffle=shuffle, pool_size=pool_size, seed=9)
+    for epoch in (0, 3):
+        sampler.set_epoch(epoch)
+        want = reference_batches(src, tgt, max_tokens, batch_size, shuffle, pool_size, seed=9, epoch=epoch)
+        assert list(sampler) == sampler.epoch_batches() == want

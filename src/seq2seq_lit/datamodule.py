@@ -214,7 +214,7 @@ class TranslationDataModule(L.LightningDataModule):
             sampler = self._eval_sampler("train")
         log.info(
             "training batches for rank %d of %d: %d, the first holding examples %s",
-            sampler.rank, sampler.num_replicas, len(sampler), sampler.epoch_batches()[0][:4],
+            sampler.rank, sampler.num_replicas, len(sampler), sampler.batch(0)[:4],
         )  # fmt: skip
         return ResumableLoader(
             self.datasets["train"],

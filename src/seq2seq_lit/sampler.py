@@ -59,7 +59,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.epoch = 0
         self._resume_from = 0  # batches of the current epoch already consumed before a restart
         self._yielded = 0
-        self._cache: tuple[tuple[int, int, int], list[list[int]]] | None = None
+        self._cache: tuple[tuple[int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         # Lightning calls set_epoch on ``dataloader.batch_sampler.sampler`` only.
         self.sampler = self
 
@@ -82,61 +82,82 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def epoch_batches(self) -> list[list[int]]:
         """This rank's batches of the current epoch, in order (the ones already done included)."""
+        order, starts, ends = self._plan()
+        return [order[a:b].tolist() for a, b in zip(starts.tolist(), ends.tolist())]
+
+    def batch(self, j: int) -> list[int]:
+        """This rank's ``j``-th batch of the current epoch."""
+        order, starts, ends = self._plan()
+        return order[starts[j] : ends[j]].tolist()
+
+    def _plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This rank's batches as arrays: batch ``j`` is ``order[starts[j]:ends[j]]``. Cached per epoch and rank,
+        so an epoch of millions of examples costs a few arrays, not a Python list per batch."""
         key = (self.epoch, self.num_replicas, self.rank)
         if self._cache is None or self._cache[0] != key:
-            self._cache = (key, self._make_batches())
+            self._cache = (key, self._make_plan())
         return self._cache[1]
 
-    def _make_batches(self) -> list[list[int]]:
+    def _make_plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(self.src_lengths)
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(n) if self.shuffle else np.arange(n)
-        pool_size = self.pool_size if self.shuffle else n
-        batches: list[list[int]] = []
-        for start in range(0, n, pool_size):
-            pool = order[start : start + pool_size]
-            pool = pool[np.lexsort((self.tgt_lengths[pool], self.src_lengths[pool]))]
-            batches.extend(self._cut(pool))
+        pool_size = self.pool_size if self.shuffle else max(n, 1)
+        # Sort each pool by (source length, target length): one stable sort on (pool number, src, tgt).
+        pool = np.arange(n) // pool_size
+        order = order[np.lexsort((self.tgt_lengths[order], self.src_lengths[order], pool))]
+        sizes = np.maximum(self.src_lengths, self.tgt_lengths)[order]
+        pool_ends = np.minimum(np.arange(pool_size, n + pool_size, pool_size), n) if n else np.zeros(0, np.int64)
+        cuts = [self._cut(sizes, a, b) for a, b in zip([0, *pool_ends[:-1].tolist()], pool_ends.tolist())]
+        starts = np.concatenate(cuts) if cuts else np.zeros(0, dtype=np.int64)
+        ends = np.append(starts[1:], n)
         if self.shuffle:
-            batches = [batches[i] for i in rng.permutation(len(batches))]
+            perm = rng.permutation(len(starts))
+            starts, ends = starts[perm], ends[perm]
         if self.num_replicas > 1:
             if self.shuffle:  # training: every rank needs the same number of steps for gradient sync
-                per_rank = -(-len(batches) // self.num_replicas)
-                batches += batches[: per_rank * self.num_replicas - len(batches)]
+                pad = -len(starts) % self.num_replicas
+                starts, ends = np.append(starts, starts[:pad]), np.append(ends, ends[:pad])
             # Evaluation shards without repeats, so synced corpus metrics count every sentence once.
-            batches = batches[self.rank :: self.num_replicas]
-        return batches
+            starts, ends = starts[self.rank :: self.num_replicas], ends[self.rank :: self.num_replicas]
+        return order, starts, ends
 
-    def _cut(self, pool: np.ndarray) -> list[list[int]]:
-        batches: list[list[int]] = []
-        current: list[int] = []
-        longest = 0
-        for i in pool.tolist():
-            size = max(self.src_lengths[i], self.tgt_lengths[i])
-            new_longest = max(longest, size)
-            too_many_tokens = self.max_tokens is not None and new_longest * (len(current) + 1) > self.max_tokens
-            too_many_sents = self.batch_size is not None and len(current) + 1 > self.batch_size
-            if current and (too_many_tokens or too_many_sents):
-                batches.append(current)
-                current, new_longest = [], size
-            current.append(i)
-            longest = new_longest
-        if current:
-            batches.append(current)
-        return batches
+    def _cut(self, sizes: np.ndarray, begin: int, end: int) -> np.ndarray:
+        """Start positions of the batches that cut ``sizes[begin:end]`` (one sorted pool) greedily: a batch
+        grows while (its longest example x its count) fits ``max_tokens`` and its count fits ``batch_size``.
+
+        One step per batch, not per example: from each batch start, a window of the examples that could join
+        it (no more than ``max_tokens`` / the first one's size) gives the batch's length at once.
+        """
+        starts = []
+        i = begin
+        while i < end:
+            limit = end - i
+            if self.batch_size is not None:
+                limit = min(limit, self.batch_size)
+            if self.max_tokens is not None:
+                # The running maximum is at least sizes[i], so no batch from i holds more than this.
+                limit = min(limit, max(1, self.max_tokens // int(sizes[i])))
+                longest = np.maximum.accumulate(sizes[i : i + limit])
+                fits = longest * np.arange(1, limit + 1) <= self.max_tokens
+                # ``fits`` is True then False (both factors grow); the first example always goes in.
+                limit = max(1, int(fits.sum()))
+            starts.append(i)
+            i += limit
+        return np.asarray(starts, dtype=np.int64)
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self.epoch_batches()
+        order, starts, ends = self._plan()
         start, self._resume_from = self._resume_from, 0
         self._yielded = start
-        for batch in batches[start:]:
+        for a, b in zip(starts[start:].tolist(), ends[start:].tolist()):
             self._yielded += 1
-            yield batch
+            yield order[a:b].tolist()
         self._yielded = 0
 
     def __len__(self) -> int:
         """Batches in the whole epoch, also when resuming mid-epoch (Lightning counts the done ones itself)."""
-        return len(self.epoch_batches())
+        return len(self._plan()[1])
 
     def state_dict(self, batches_done: int | None = None) -> dict[str, int]:
         """Position in the epoch's batch order.
