@@ -108,6 +108,18 @@ def trained_ckpt(tmp_path_factory: pytest.TempPathFactory, multi30k_root: Path, 
     return tmp / "run" / "checkpoints" / "last.ckpt"
 
 
+@pytest.fixture
+def scaled_ckpt(trained_ckpt: Path, tmp_path: Path) -> Path:
+    """The trained checkpoint with every weight tripled: another system (its mean with the original is 2x)."""
+    import torch
+
+    ckpt = torch.load(trained_ckpt, weights_only=True)
+    ckpt["state_dict"] = {k: 3 * v for k, v in ckpt["state_dict"].items()}
+    path = tmp_path / "scaled.ckpt"
+    torch.save(ckpt, path)
+    return path
+
+
 # The config of ``trained_ckpt``.
 TRAINED_OVERRIDES = [
     "experiment=tiny",

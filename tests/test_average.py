@@ -14,16 +14,6 @@ from seq2seq_lit.translator import DecodingConfig, Translator
 SENTENCES = ["A man is riding a bicycle.", "", "Two dogs are playing in the snow."]
 
 
-@pytest.fixture
-def scaled_ckpt(trained_ckpt: Path, tmp_path: Path) -> Path:
-    """The trained checkpoint with every weight tripled: its mean with the original is exactly 2x."""
-    ckpt = torch.load(trained_ckpt, weights_only=True)
-    ckpt["state_dict"] = {k: 3 * v for k, v in ckpt["state_dict"].items()}
-    path = tmp_path / "scaled.ckpt"
-    torch.save(ckpt, path)
-    return path
-
-
 def test_average_command_writes_the_exact_mean(trained_ckpt: Path, scaled_ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "avg.ckpt"
     result = command("average", ["-o", str(out), str(trained_ckpt), str(scaled_ckpt)])

@@ -172,3 +172,27 @@ def test_checkpoint_loads_onto_another_device(trained_ckpt: Path) -> None:
     ckpt = load_checkpoint(trained_ckpt, "meta")
     assert {p.device.type for p in ckpt.model.parameters()} == {"meta"}
     assert ckpt.tgt_tokenizer.decode([ckpt.tgt_tokenizer.encode(["Ein Hund."])[0]]) == ["Ein Hund."]
+
+
+def test_evaluate_compares_checkpoints_with_paired_bootstrap_resampling(
+    trained_ckpt: Path, scaled_ckpt: Path, multi30k_root: Path, tmp_path: Path
+) -> None:
+    args = [f"ckpt_path=[{trained_ckpt},{scaled_ckpt}]", f"data.root={multi30k_root}", "split=val", "beam_size=1"]
+    result = command("evaluate", [*args, "bootstrap_samples=200"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    (run_dir,) = (tmp_path / "logs" / "evaluate" / "runs").iterdir()
+    report = json.loads((run_dir / "val.json").read_text())
+    first, second = report["systems"]
+    assert (first, second) == (f"0: {trained_ckpt}", f"1: {scaled_ckpt}") and report["n_samples"] == 200
+    # Each system's score is sacreBLEU's on its own hypotheses, which are written beside the report.
+    from sacrebleu.metrics import BLEU
+
+    from seq2seq_lit.corpus import read_lines
+
+    refs = read_lines(multi30k_root / "val.de.gz")
+    for i, name in enumerate((first, second)):
+        hyps = (run_dir / f"val.{i}.hyp").read_text().splitlines()
+        assert report["systems"][name]["bleu"]["score"] == round(BLEU().corpus_score(hyps, [refs]).score, 2)
+    assert "p_value" not in report["systems"][first]["bleu"] and 0 <= report["systems"][second]["bleu"]["p_value"] <= 1
+    out = result.stdout.decode()
+    assert f"0: {trained_ckpt}  BLEU " in out and f"1: {scaled_ckpt}  BLEU " in out and " p=" in out

@@ -201,7 +201,8 @@ class EvaluateData:
 
 @dataclass
 class EvaluateConfig(DecodingConfig):
-    ckpt_path: str = MISSING
+    ckpt_path: Any = MISSING  # a checkpoint, or a list of them to compare: ckpt_path=[A,B]
+    bootstrap_samples: int = 1000  # resamples of the paired bootstrap test when comparing checkpoints
     split: str = "test_2016_flickr"  # a Multi30k split under data.root, read as {split}.{lang}.gz
     data: EvaluateData = field(default_factory=EvaluateData)
     device: str = "cpu"

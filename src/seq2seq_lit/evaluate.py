@@ -35,23 +35,37 @@ def source_and_reference(cfg: DictConfig, hp_data: dict) -> tuple[Path, Path]:
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    """Translate a test set with one checkpoint, or compare several (``ckpt_path=[A,B,...]``) on it."""
+    require(cfg, "ckpt_path", "the checkpoint to evaluate, e.g. ckpt_path=RUN/checkpoints/last.ckpt")
+    paths = [str(p) for p in cfg.ckpt_path] if OmegaConf.is_list(cfg.ckpt_path) else [str(cfg.ckpt_path)]
+    if not paths:
+        raise ConfigError("ckpt_path=[] names no checkpoint")
+    return evaluate_one(cfg, paths[0]) if len(paths) == 1 else compare(cfg, paths)
+
+
+def translate_test_set(cfg: DictConfig, path: str) -> tuple[list[str], list[str], Path, Path, dict]:
+    """One checkpoint's translations of the test set, with the references and where both came from."""
     from seq2seq_lit.checkpoint import load_checkpoint
     from seq2seq_lit.corpus import read_parallel
-    from seq2seq_lit.scoring import score_corpus, write_report
     from seq2seq_lit.translator import Translator
 
-    require(cfg, "ckpt_path", "the checkpoint to evaluate, e.g. ckpt_path=RUN/checkpoints/last.ckpt")
     decoding = cast(EvaluateConfig, OmegaConf.to_object(cfg))  # an EvaluateConfig, which is a DecodingConfig
     decoding.n_best = 1
     decoding.check()
-    ckpt = load_checkpoint(cfg.ckpt_path, cfg.device)
-    data_hp = ckpt.data
-    src_path, ref_path = source_and_reference(cfg, data_hp)
+    ckpt = load_checkpoint(path, cfg.device)
+    src_path, ref_path = source_and_reference(cfg, ckpt.data)
     sources, refs = read_parallel(src_path, ref_path)
-    translator = Translator(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, data_hp.get("max_length"))
+    translator = Translator(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, ckpt.data.get("max_length"))
     hyps = [h[0].text for h in translator.translate(sources, decoding)]
+    return hyps, refs, src_path, ref_path, ckpt.data
+
+
+def evaluate_one(cfg: DictConfig, path: str) -> dict:
+    from seq2seq_lit.scoring import score_corpus, write_report
+
+    hyps, refs, src_path, ref_path, _ = translate_test_set(cfg, path)
     report = {
-        "ckpt_path": str(cfg.ckpt_path),
+        "ckpt_path": path,
         "source": str(src_path),
         "reference": str(ref_path),
         "beam_size": cfg.beam_size,
@@ -59,14 +73,51 @@ def evaluate(cfg: DictConfig) -> dict:
         "cased": score_corpus(hyps, refs),
         "lowercased": score_corpus(hyps, refs, lowercase=True),
     }
-    name = cfg.split if not cfg.data.src else Path(cfg.data.src).name
-    hyp_path, json_path = write_report(Path(cfg.output_dir), name, hyps, report)
+    hyp_path, json_path = write_report(Path(cfg.output_dir), test_set_name(cfg), hyps, report)
     for case in ("cased", "lowercased"):
         r = report[case]
         print(f"BLEU ({case}) = {r['bleu']:.2f}  {r['bleu_signature']}")
         print(f"chrF ({case}) = {r['chrf']:.2f}  {r['chrf_signature']}")
     log.info("hypotheses: %s, report: %s", hyp_path, json_path)
     return report
+
+
+def compare(cfg: DictConfig, paths: list[str]) -> dict:
+    """Each checkpoint's BLEU and chrF (cased) with 95% confidence intervals, and the p-value of each one's
+    difference from the first, by paired bootstrap resampling over the same test set."""
+    from seq2seq_lit.scoring import compare_systems, write_hypotheses, write_json
+
+    systems, test_set = {}, None
+    for i, path in enumerate(paths):
+        hyps, refs, src_path, ref_path, _ = translate_test_set(cfg, path)
+        if test_set is not None and test_set[:2] != (src_path, ref_path):
+            raise ConfigError(
+                f"ckpt_path: {path} translates {src_path} -> {ref_path}, {paths[0]} {test_set[0]} -> {test_set[1]}; "
+                "compare checkpoints of one language pair (or give data.src and data.ref)"
+            )
+        test_set = (src_path, ref_path, refs)
+        systems[f"{i}: {path}"] = hyps
+    assert test_set is not None
+    src_path, ref_path, refs = test_set
+    report = {"source": str(src_path), "reference": str(ref_path), "beam_size": cfg.beam_size, "alpha": cfg.alpha}
+    report |= compare_systems(systems, refs, cfg.bootstrap_samples)
+    out_dir, name = Path(cfg.output_dir), test_set_name(cfg)
+    for i, hyps in enumerate(systems.values()):
+        write_hypotheses(out_dir / f"{name}.{i}.hyp", hyps)
+    write_json(out_dir / f"{name}.json", report)
+    print(f"paired bootstrap resampling, {report['n_samples']} resamples; p-values against system 0 (baseline)")
+    for label, row in report["systems"].items():
+        cells = []
+        for key, r in (("BLEU", row["bleu"]), ("chrF", row["chrf"])):
+            p_value = f" p={r['p_value']:.4f}" if "p_value" in r else ""
+            cells.append(f"{key} {r['score']:.2f} ({r['mean']:.2f} +- {r['ci']:.2f}){p_value}")
+        print(f"{label}  " + "  ".join(cells))
+    print(report["signatures"]["bleu"])
+    return report
+
+
+def test_set_name(cfg: DictConfig) -> str:
+    return cfg.split if not cfg.data.src else Path(cfg.data.src).name
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
