@@ -1,6 +1,7 @@
 """Every config composes and instantiates; bad keys and types fail before any work."""
 
 import datetime
+import re
 from pathlib import Path
 
 import pytest
@@ -65,13 +66,17 @@ def test_model_and_optimizer_instantiate(option, experiment, debug, tmp_path, mu
     assert module.model.generator.output.out_features == 60
     assert isinstance(module.hparams.optimizer, dict)  # plain types, not DictConfig
     # configure_optimizers needs no trainer
-    if option is None and cfg.model.scheduler:  # the experiment configures a scheduler whose group was removed
-        shipped = r"model/scheduler=cosine\|cosine_budget\|plateau\|plateau_bleu\|warmup,"
-        with pytest.raises(ValueError, match=rf"names no scheduler .* {shipped}"):
-            module.configure_optimizers()
-        return
     out = module.configure_optimizers()
-    assert isinstance(out, torch.optim.Optimizer) or "lr_scheduler" in out
+    assert isinstance(out, torch.optim.Optimizer) if option is None else "lr_scheduler" in out
+
+
+def test_scheduler_settings_without_a_scheduler_name_the_options(tmp_path, multi30k_root, cache_dir) -> None:
+    overrides = ["~model/scheduler", "model.scheduler={interval:step}"]  # the group removed, a key of it left
+    cfg = compose_train(tmp_path, multi30k_root, cache_dir, overrides)
+    module = instantiate(cfg.model, src_vocab_size=50, tgt_vocab_size=60, _recursive_=False, _convert_="all")
+    shipped = "|".join(options("model/scheduler"))
+    with pytest.raises(ValueError, match=rf"names no scheduler .* model/scheduler={re.escape(shipped)},"):
+        module.configure_optimizers()
 
 
 @pytest.mark.parametrize("option", options("data"))

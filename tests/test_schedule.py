@@ -130,3 +130,17 @@ def test_a_real_run_decays_to_zero_over_its_steps(tmp_path: Path, multi30k_root:
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     state = ckpt["lr_schedulers"][0]
     assert state["total_steps"] == 8 and state["max_seconds"] == 3600 and state["elapsed_before"] > 0
+
+
+def test_inverse_sqrt_warms_up_linearly_then_decays_as_one_over_sqrt_step() -> None:
+    opt = optimizer(2.0)
+    sched = schedule.InverseSqrtLR(opt, warmup_steps=4, warmup_init_factor=0.5)
+    rates = []
+    for _ in range(8):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    want = [1.0, 1.25, 1.5, 1.75, 2.0, 2 * math.sqrt(4 / 5), 2 * math.sqrt(4 / 6), 2 * math.sqrt(4 / 7)]
+    assert rates == pytest.approx(want, rel=1e-12)
+    with pytest.raises(ValueError, match="warmup_steps=0 must be at least 1"):
+        schedule.InverseSqrtLR(optimizer(), warmup_steps=0)

@@ -90,3 +90,28 @@ class BudgetCosineLR(LRScheduler):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self._started = time.monotonic()
+
+
+class InverseSqrtLR(LRScheduler):
+    """The Transformer's schedule (Vaswani et al., 2017, as in fairseq's ``inverse_sqrt``): the rate rises
+    linearly from ``warmup_init_factor`` x each group's lr to the lr over ``warmup_steps`` steps, then decays
+    as ``lr * sqrt(warmup_steps / step)``."""
+
+    def __init__(
+        self, optimizer: Optimizer, warmup_steps: int, warmup_init_factor: float = 0.0, last_epoch: int = -1
+    ) -> None:
+        if warmup_steps < 1:
+            raise ConfigError(f"warmup_steps={warmup_steps} must be at least 1")
+        if not 0.0 <= warmup_init_factor <= 1.0:
+            raise ConfigError(f"warmup_init_factor={warmup_init_factor} must be in [0, 1]")
+        self.warmup_steps, self.warmup_init_factor = int(warmup_steps), warmup_init_factor
+        super().__init__(optimizer, last_epoch)
+
+    def factor(self, step: int) -> float:
+        """The multiple of the peak rate at optimizer step ``step`` (0 before the first step)."""
+        if step < self.warmup_steps:
+            return self.warmup_init_factor + (1.0 - self.warmup_init_factor) * step / self.warmup_steps
+        return math.sqrt(self.warmup_steps / step)
+
+    def get_lr(self) -> list[float | Tensor]:
+        return [base * self.factor(self.last_epoch) for base in self.base_lrs]
