@@ -21,7 +21,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch import Callback
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,6 @@ class Resume:
 
     def loggers(self, group: Any) -> list[Any]:
         """The run's loggers; when resuming, W&B continues the checkpoint's run and the CSV keeps its history."""
-        from lightning.pytorch.loggers import CSVLogger
-
         from seq2seq_lit.train import instantiate_group
 
         wandb_id = self.ckpt.get("wandb_id") if self.ckpt is not None else None
