@@ -92,7 +92,7 @@ def lightning_throughput(dm, batches: list, precision: str, steps: int, device: 
     """Median target tokens/s per step, and the median step time, through the real Trainer."""
     import lightning as L
 
-    from seq2seq_lit.config import model_defaults
+    from seq2seq_lit.config import ModelConfig, schema_defaults
     from seq2seq_lit.module import TranslationModule
 
     class Timer(L.Callback):
@@ -108,7 +108,7 @@ def lightning_throughput(dm, batches: list, precision: str, steps: int, device: 
             self.rates.append(target_tokens(batch) / (time.perf_counter() - self.t))
 
     torch.manual_seed(0)
-    hparams = {k: v for k, v in model_defaults().items() if k != "_target_"}
+    hparams = schema_defaults(ModelConfig)
     hparams.update({k: REF[k] for k in ("word_vec_size", "hidden_size", "n_layers", "dropout")})
     hparams["decoding"]["val_bleu"] = False
     module = TranslationModule(len(dm.src_tokenizer), len(dm.tgt_tokenizer), **hparams)
@@ -125,11 +125,11 @@ def lightning_throughput(dm, batches: list, precision: str, steps: int, device: 
 
 def reference_model(dm, dropout: float = REF["dropout"]):
     """The reference Seq2Seq, sized to the DataModule's vocabularies."""
-    from seq2seq_lit.config import model_defaults
+    from seq2seq_lit.config import ModelConfig, schema_defaults
     from seq2seq_lit.model import build_model
 
     sizes = {"src_vocab_size": len(dm.src_tokenizer), "tgt_vocab_size": len(dm.tgt_tokenizer)}
-    return build_model({**model_defaults(), **REF, **sizes, "dropout": dropout})
+    return build_model({**schema_defaults(ModelConfig), **REF, **sizes, "dropout": dropout})
 
 
 def bare_step(model, opt: torch.optim.Optimizer, batch: dict, bf16: bool = False, forward=None) -> None:

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from seq2seq_lit.config import DataConfig, Multi30kConfig, model_defaults, register_configs, schema_defaults
+from seq2seq_lit.config import DataConfig, ModelConfig, Multi30kConfig, register_configs, schema_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 MULTI30K = Path(os.environ.get("SEQ2SEQ_LIT_TEST_DATA", ROOT.parent / "shared" / "data" / "multi30k"))
@@ -52,7 +52,12 @@ def make_seq2seq(src_vocab_size: int, tgt_vocab_size: int, **overrides):
     from seq2seq_lit.model import build_model
 
     return build_model(
-        {**model_defaults(), "src_vocab_size": src_vocab_size, "tgt_vocab_size": tgt_vocab_size, **overrides}
+        {
+            **schema_defaults(ModelConfig),
+            "src_vocab_size": src_vocab_size,
+            "tgt_vocab_size": tgt_vocab_size,
+            **overrides,
+        }
     )
 
 
@@ -60,7 +65,7 @@ def make_module(src_vocab_size: int, tgt_vocab_size: int, **overrides):
     """A TranslationModule with the schema's defaults except ``overrides``."""
     from seq2seq_lit.module import TranslationModule
 
-    hparams = {k: v for k, v in model_defaults().items() if k != "_target_"}
+    hparams = schema_defaults(ModelConfig)
     return TranslationModule(src_vocab_size, tgt_vocab_size, **{**hparams, **overrides})
 
 

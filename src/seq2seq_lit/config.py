@@ -209,18 +209,14 @@ class EvaluateConfig(DecodingConfig):
     output_dir: str = "${hydra:runtime.output_dir}"
 
 
-def model_defaults() -> dict[str, Any]:
-    """``model.*`` as the schema sets it, as plain types."""
-    return OmegaConf.to_container(OmegaConf.structured(ModelConfig), resolve=True)  # type: ignore[return-value]
-
-
 def schema_defaults(schema: type) -> dict[str, Any]:
     """The keys of a schema with a plain default (not ``???``, not an interpolation such as ``${seed}``) and
     their defaults, as plain types: the keyword arguments a class configured by that schema takes."""
     node = OmegaConf.structured(schema)
+    values: dict[str, Any] = OmegaConf.to_container(node, resolve=False)  # type: ignore[assignment]
     return {
-        key: OmegaConf.to_container(node, resolve=False)[key]  # type: ignore[index]
-        for key in node
+        key: values[key]
+        for key in values
         if key != "_target_" and not OmegaConf.is_missing(node, key) and not OmegaConf.is_interpolation(node, key)
     }
 

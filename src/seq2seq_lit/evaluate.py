@@ -43,7 +43,7 @@ def evaluate(cfg: DictConfig) -> dict:
     return evaluate_one(cfg, paths[0]) if len(paths) == 1 else compare(cfg, paths)
 
 
-def translate_test_set(cfg: DictConfig, path: str) -> tuple[list[str], list[str], Path, Path, dict]:
+def translate_test_set(cfg: DictConfig, path: str) -> tuple[list[str], list[str], Path, Path]:
     """One checkpoint's translations of the test set, with the references and where both came from."""
     from seq2seq_lit.checkpoint import load_checkpoint
     from seq2seq_lit.corpus import read_parallel
@@ -57,13 +57,13 @@ def translate_test_set(cfg: DictConfig, path: str) -> tuple[list[str], list[str]
     sources, refs = read_parallel(src_path, ref_path)
     translator = Translator(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, ckpt.data.get("max_length"))
     hyps = [h[0].text for h in translator.translate(sources, decoding)]
-    return hyps, refs, src_path, ref_path, ckpt.data
+    return hyps, refs, src_path, ref_path
 
 
 def evaluate_one(cfg: DictConfig, path: str) -> dict:
     from seq2seq_lit.scoring import score_corpus, write_report
 
-    hyps, refs, src_path, ref_path, _ = translate_test_set(cfg, path)
+    hyps, refs, src_path, ref_path = translate_test_set(cfg, path)
     report = {
         "ckpt_path": path,
         "source": str(src_path),
@@ -87,18 +87,16 @@ def compare(cfg: DictConfig, paths: list[str]) -> dict:
     difference from the first, by paired bootstrap resampling over the same test set."""
     from seq2seq_lit.scoring import compare_systems, write_hypotheses, write_json
 
-    systems, test_set = {}, None
-    for i, path in enumerate(paths):
-        hyps, refs, src_path, ref_path, _ = translate_test_set(cfg, path)
-        if test_set is not None and test_set[:2] != (src_path, ref_path):
+    hyps, refs, src_path, ref_path = translate_test_set(cfg, paths[0])
+    systems = {f"0: {paths[0]}": hyps}
+    for i, path in enumerate(paths[1:], start=1):
+        hyps, _, *files = translate_test_set(cfg, path)
+        if files != [src_path, ref_path]:
             raise ConfigError(
-                f"ckpt_path: {path} translates {src_path} -> {ref_path}, {paths[0]} {test_set[0]} -> {test_set[1]}; "
+                f"ckpt_path: {path} translates {files[0]} -> {files[1]}, {paths[0]} {src_path} -> {ref_path}; "
                 "compare checkpoints of one language pair (or give data.src and data.ref)"
             )
-        test_set = (src_path, ref_path, refs)
         systems[f"{i}: {path}"] = hyps
-    assert test_set is not None
-    src_path, ref_path, refs = test_set
     report = {"source": str(src_path), "reference": str(ref_path), "beam_size": cfg.beam_size, "alpha": cfg.alpha}
     report |= compare_systems(systems, refs, cfg.bootstrap_samples)
     out_dir, name = Path(cfg.output_dir), test_set_name(cfg)
