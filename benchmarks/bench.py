@@ -29,6 +29,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = {"word_vec_size": 256, "hidden_size": 512, "n_layers": 2, "dropout": 0.3, "vocab_size": 8000, "batch_size": 64}
+# The Transformer recipe's network (experiment=multi30k_en_de_transformer) on the same vocabularies.
+TRANSFORMER = {
+    "hidden_size": 256, "n_layers": 3, "n_heads": 4, "ffn_size": 1024, "dropout": 0.3, "attention_dropout": 0.1,
+    "tie_embeddings": True,
+}  # fmt: skip
 TARGETS = {
     "train_tok_s_fp32": (">=", 2000),
     "bf16_speedup": (">=", 1.6),
@@ -38,6 +43,7 @@ TARGETS = {
     "padding_efficiency": (">=", 0.95),
     "help_s": ("<=", 2.0),
     "peak_rss_mb": ("<=", 2048),
+    "transformer_beam5_speedup_vs_rnn": (">=", 2.0),
 }
 
 
@@ -88,11 +94,22 @@ def target_tokens(batch: dict) -> int:
     return int((batch["tgt"][:, 1:] != 0).sum())
 
 
-def lightning_throughput(dm, batches: list, precision: str, steps: int, device: str = "cpu") -> tuple[float, float]:
+def family_hparams(family: str) -> dict:
+    """The hyper-parameters of the benchmarked network of a family: the RNN reference, the Transformer recipe."""
+    from seq2seq_lit.config import RNNConfig, TransformerConfig, schema_defaults
+
+    if family == "rnn":
+        return {**schema_defaults(RNNConfig), **{k: REF[k] for k in ("word_vec_size", "hidden_size", "n_layers")},
+                "dropout": REF["dropout"]}  # fmt: skip
+    return {**schema_defaults(TransformerConfig), **TRANSFORMER}
+
+
+def lightning_throughput(
+    dm, batches: list, precision: str, steps: int, device: str = "cpu", family: str = "rnn"
+) -> tuple[float, float]:
     """Median target tokens/s per step, and the median step time, through the real Trainer."""
     import lightning as L
 
-    from seq2seq_lit.config import ModelConfig, schema_defaults
     from seq2seq_lit.module import TranslationModule
 
     class Timer(L.Callback):
@@ -108,8 +125,7 @@ def lightning_throughput(dm, batches: list, precision: str, steps: int, device: 
             self.rates.append(target_tokens(batch) / (time.perf_counter() - self.t))
 
     torch.manual_seed(0)
-    hparams = schema_defaults(ModelConfig)
-    hparams.update({k: REF[k] for k in ("word_vec_size", "hidden_size", "n_layers", "dropout")})
+    hparams = family_hparams(family)
     hparams["decoding"]["val_bleu"] = False
     module = TranslationModule(len(dm.src_tokenizer), len(dm.tgt_tokenizer), **hparams)
     timer = Timer()
@@ -123,13 +139,12 @@ def lightning_throughput(dm, batches: list, precision: str, steps: int, device: 
     return statistics.median(timer.rates[3:]), statistics.median(1 / r for r in timer.rates[3:])
 
 
-def reference_model(dm, dropout: float = REF["dropout"]):
-    """The reference Seq2Seq, sized to the DataModule's vocabularies."""
-    from seq2seq_lit.config import ModelConfig, schema_defaults
-    from seq2seq_lit.model import build_model
+def reference_model(dm, dropout: float = REF["dropout"], family: str = "rnn"):
+    """The reference Seq2Seq (or the Transformer recipe's network), sized to the DataModule's vocabularies."""
+    from seq2seq_lit.models import build_model
 
     sizes = {"src_vocab_size": len(dm.src_tokenizer), "tgt_vocab_size": len(dm.tgt_tokenizer)}
-    return build_model({**schema_defaults(ModelConfig), **REF, **sizes, "dropout": dropout})
+    return build_model({**family_hparams(family), **sizes, "dropout": dropout})
 
 
 def bare_step(model, opt: torch.optim.Optimizer, batch: dict, bf16: bool = False, forward=None) -> None:
@@ -148,11 +163,11 @@ def bare_step(model, opt: torch.optim.Optimizer, batch: dict, bf16: bool = False
     opt.zero_grad()
 
 
-def bare_throughput(dm, batches: list, steps: int, device: str = "cpu", forward=None) -> float:
+def bare_throughput(dm, batches: list, steps: int, device: str = "cpu", forward=None, family: str = "rnn") -> float:
     """Median target tokens/s of the same model, batches, optimizer and clipping in a plain PyTorch loop
     (through ``forward``, as in ``bare_step``, where given)."""
     torch.manual_seed(0)
-    model = reference_model(dm).to(device).train()
+    model = reference_model(dm, family=family).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     rates = []
     for batch in batches[:steps]:
@@ -219,7 +234,7 @@ def profile_tables(dm, batches: list, translator, sentences: list[str], device: 
 def reference_batches(data: str, cache: str, steps: int) -> tuple:
     """The Multi30k en->de DataModule of the reference configuration and its first ``steps`` training batches."""
     from seq2seq_lit.config import Multi30kConfig, schema_defaults
-    from seq2seq_lit.datamodule import Multi30kDataModule
+    from seq2seq_lit.data.datamodule import Multi30kDataModule
 
     settings = {
         "seed": 0,
@@ -367,9 +382,79 @@ def help_seconds() -> float:
     return statistics.median(runs)
 
 
-def newest_recipe_checkpoint() -> Path | None:
-    found = sorted(ROOT.glob("logs/multi30k_en_de/runs/*/checkpoints/epoch_*.ckpt"), key=os.path.getmtime)
+def newest_recipe_checkpoint(task: str = "multi30k_en_de") -> Path | None:
+    found = sorted(ROOT.glob(f"logs/{task}/runs/*/checkpoints/epoch_*.ckpt"), key=os.path.getmtime)
     return found[-1] if found else None
+
+
+def counted_train_flops(model, batch: dict) -> float:
+    """FLOPs of one training step's forward and backward, counted by ``FlopCounterMode`` (matmuls and attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from seq2seq_lit.module import masked_nll
+
+    with FlopCounterMode(display=False) as counter:
+        log_probs = model(batch["src"], batch["src_lengths"], batch["tgt"][:, :-1])
+        loss_sum, _, n = masked_nll(log_probs, batch["tgt"][:, 1:])
+        (loss_sum / n).backward()
+    model.zero_grad()
+    return counter.get_total_flops()
+
+
+class WithoutCache(torch.nn.Module):
+    """A Transformer decoded without its key/value cache: every step runs the decoder over the whole prefix
+    again (the source's keys/values still once), to show what the cache buys."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model, self.has_attention = model, True
+
+    def encode(self, src, src_lengths):
+        return self.model.encode(src, src_lengths), src.new_empty(src.size(0), 0)
+
+    def decode(self, y, state, need_attention=False):
+        start, prefix = state
+        prefix = torch.cat([prefix, y], 1)
+        log_probs, attention, _ = self.model.decode(prefix, start, need_attention)
+        attention = attention[:, -y.size(1) :] if attention is not None else None
+        return log_probs[:, -y.size(1) :], attention, (start, prefix)
+
+    def reorder_state(self, state, index):
+        start, prefix = state
+        return self.model.reorder_state(start, index), prefix.index_select(0, index)
+
+
+def transformer_figures(res: dict, dm, batches: list, steps: int, sentences: list[str], args) -> None:
+    """The Transformer recipe's network beside the RNN reference, in the same run: training tok/s (fp32 and
+    bf16-mixed) and MFU, greedy and beam-5 sentences/s with the cache and without it. Decoding uses the newest
+    Transformer recipe checkpoint (``--transformer-ckpt``) and, for the ratio to the RNN, the RNN figures above;
+    without checkpoints both families' untrained networks decode to the length limit (the same work each)."""
+    from seq2seq_lit.translator import Translator
+
+    fp32 = lightning_throughput(dm, batches, "32-true", steps, args.device, family="transformer")[0]
+    bf16 = lightning_throughput(dm, batches, "bf16-mixed", steps, args.device, family="transformer")[0]
+    res["transformer_train_tok_s_fp32"], res["transformer_train_tok_s_bf16"] = fp32, bf16
+    model = reference_model(dm, family="transformer").to(args.device).train()
+    flops = statistics.median(
+        counted_train_flops(model, {k: v.to(args.device) for k, v in b.items()}) / target_tokens(b) for b in batches[:5]
+    )
+    res["transformer_train_flops_per_tgt_token"] = flops
+    res["transformer_mfu_fp32"] = fp32 * flops / (res["matmul_gflops_fp32"] * 1e9)
+    res["transformer_mfu_bf16"] = bf16 * flops / (res["matmul_gflops_bf16"] * 1e9)
+    ckpt = args.transformer_ckpt or newest_recipe_checkpoint("multi30k_en_de_transformer")
+    if ckpt is not None:
+        translator = Translator.from_checkpoint(ckpt, args.device)
+        res["transformer_decoding_model"] = str(ckpt)
+    else:
+        translator = Translator(model.eval(), dm.src_tokenizer, dm.tgt_tokenizer, 100)
+        res["transformer_decoding_model"] = "untrained recipe network (outputs run to the length limit)"
+    translator.model.eval()
+    uncached = Translator(WithoutCache(translator.model), translator.src_tokenizer, translator.tgt_tokenizer, 100)
+    for name, beam in (("greedy", 1), ("beam5", 5)):
+        res[f"transformer_{name}_sent_s"] = decoding_speed(translator, sentences, beam, device=args.device)
+        res[f"transformer_{name}_sent_s_bf16"] = decoding_speed(translator, sentences, beam, True, args.device)
+        res[f"transformer_{name}_sent_s_no_cache"] = decoding_speed(uncached, sentences, beam, device=args.device)
+        res[f"transformer_{name}_speedup_vs_rnn"] = res[f"transformer_{name}_sent_s"] / res[f"{name}_sent_s"]
 
 
 def main() -> None:
@@ -383,11 +468,12 @@ def main() -> None:
     parser.add_argument(
         "--ckpt", type=Path, help="trained checkpoint for the decoding figures (default: newest recipe run)"
     )
+    parser.add_argument("--transformer-ckpt", type=Path, help="Transformer checkpoint for its decoding figures")
     parser.add_argument("--profile", type=Path, help="also write torch.profiler tables (Markdown) here")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the model, the ceilings and decoding)")
     args = parser.parse_args()
 
-    from seq2seq_lit.sampler import BucketBatchSampler
+    from seq2seq_lit.data.sampler import BucketBatchSampler
     from seq2seq_lit.translator import Translator
 
     steps = 10 if args.quick else 40
@@ -461,6 +547,8 @@ def main() -> None:
             res[f"same_output_as_textbook_{name}"] = pair["same"]
         res["greedy_sent_s_bf16"] = decoding_speed(translator, test_src, 1, bf16=True, device=args.device)
         res["beam5_sent_s_bf16"] = decoding_speed(translator, test_src, 5, bf16=True, device=args.device)
+    with stage(stages, "transformer"):
+        transformer_figures(res, dm, batches, steps, test_src, args)
     with stage(stages, "decoding_ceilings"):
         decoding_ceilings(res, translator, test_src)
     if args.device == "cpu":

@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 
 from seq2seq_lit.config import DecodingConfig
-from seq2seq_lit.model import EncodedSource, Seq2Seq
+from seq2seq_lit.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from seq2seq_lit.models.rnn.seq2seq import EncodedSource, Seq2Seq
 from seq2seq_lit.search import length_penalty, max_lengths
-from seq2seq_lit.vocab import BOS_ID, EOS_ID, PAD_ID
 
 
 def decode_step(model: Seq2Seq, y: torch.Tensor, feed: torch.Tensor, state: tuple, memory: EncodedSource):

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from seq2seq_lit.config import DataConfig, ModelConfig, Multi30kConfig, register_configs, schema_defaults
+from seq2seq_lit.config import DataConfig, Multi30kConfig, RNNConfig, register_configs, schema_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 MULTI30K = Path(os.environ.get("SEQ2SEQ_LIT_TEST_DATA", ROOT.parent / "shared" / "data" / "multi30k"))
@@ -49,11 +49,11 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def make_seq2seq(src_vocab_size: int, tgt_vocab_size: int, **overrides):
     """A Seq2Seq network with the schema's defaults except ``overrides``."""
-    from seq2seq_lit.model import build_model
+    from seq2seq_lit.models import build_model
 
     return build_model(
         {
-            **schema_defaults(ModelConfig),
+            **schema_defaults(RNNConfig),
             "src_vocab_size": src_vocab_size,
             "tgt_vocab_size": tgt_vocab_size,
             **overrides,
@@ -65,7 +65,7 @@ def make_module(src_vocab_size: int, tgt_vocab_size: int, **overrides):
     """A TranslationModule with the schema's defaults except ``overrides``."""
     from seq2seq_lit.module import TranslationModule
 
-    hparams = schema_defaults(ModelConfig)
+    hparams = schema_defaults(RNNConfig)
     return TranslationModule(src_vocab_size, tgt_vocab_size, **{**hparams, **overrides})
 
 
@@ -95,7 +95,7 @@ def compose_train(tmp_path: Path, multi30k_root: Path, cache_dir: Path, override
 @pytest.fixture(scope="session")
 def tiny_datamodule(multi30k_root: Path, cache_dir: Path):
     """Multi30k en-de with 1000-piece vocabularies, set up once."""
-    from seq2seq_lit.datamodule import Multi30kDataModule
+    from seq2seq_lit.data.datamodule import Multi30kDataModule
 
     dm = Multi30kDataModule(**multi30k_args(root=str(multi30k_root), cache_dir=str(cache_dir), vocab_size=1000))
     dm.prepare_data()
@@ -110,6 +110,18 @@ def trained_ckpt(tmp_path_factory: pytest.TempPathFactory, multi30k_root: Path, 
 
     tmp = tmp_path_factory.mktemp("trained")
     train(compose_train(tmp, multi30k_root, cache_dir, TRAINED_OVERRIDES))
+    return tmp / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def transformer_ckpt(tmp_path_factory: pytest.TempPathFactory, multi30k_root: Path, cache_dir: Path) -> Path:
+    """A tiny en-de Transformer trained like ``trained_ckpt``."""
+    from seq2seq_lit.train import train
+
+    tmp = tmp_path_factory.mktemp("transformer")
+    overrides = [o for o in TRAINED_OVERRIDES if "word_vec_size" not in o and "lr=" not in o]
+    overrides += ["model=transformer", "model.ffn_size=256", "model.optimizer.lr=0.002", "~model/scheduler"]
+    train(compose_train(tmp, multi30k_root, cache_dir, overrides))
     return tmp / "run" / "checkpoints" / "last.ckpt"
 
 

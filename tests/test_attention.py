@@ -1,6 +1,6 @@
 import torch
 
-from seq2seq_lit.attention import Attention
+from seq2seq_lit.models.rnn.attention import Attention
 
 
 def test_pad_positions_get_exactly_zero_weight() -> None:

@@ -32,7 +32,7 @@ def test_translate_keeps_line_alignment_and_creates_nothing(trained_ckpt: Path, 
 
 
 def test_beam_one_equals_greedy_on_a_trained_model(trained_ckpt: Path, multi30k_root: Path) -> None:
-    from seq2seq_lit.corpus import read_lines
+    from seq2seq_lit.data.corpus import read_lines
     from seq2seq_lit.search import beam_search, greedy_search
 
     translator = Translator.from_checkpoint(trained_ckpt)
@@ -187,7 +187,7 @@ def test_evaluate_compares_checkpoints_with_paired_bootstrap_resampling(
     # Each system's score is sacreBLEU's on its own hypotheses, which are written beside the report.
     from sacrebleu.metrics import BLEU
 
-    from seq2seq_lit.corpus import read_lines
+    from seq2seq_lit.data.corpus import read_lines
 
     refs = read_lines(multi30k_root / "val.de.gz")
     for i, name in enumerate((first, second)):

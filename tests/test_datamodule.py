@@ -6,11 +6,11 @@ import pytest
 import torch
 from conftest import multi30k_args, parallel_text_args
 
-from seq2seq_lit import multi30k, tokenizer
-from seq2seq_lit.collate import collate
-from seq2seq_lit.corpus import read_lines
-from seq2seq_lit.datamodule import Multi30kDataModule, TranslationDataModule
-from seq2seq_lit.vocab import BOS_ID, EOS_ID, PAD_ID
+from seq2seq_lit.data import multi30k, tokenizer
+from seq2seq_lit.data.collate import collate
+from seq2seq_lit.data.corpus import read_lines
+from seq2seq_lit.data.datamodule import Multi30kDataModule, TranslationDataModule
+from seq2seq_lit.data.vocab import BOS_ID, EOS_ID, PAD_ID
 
 _SUBJ = [
     ("a dog", "ein hund"),

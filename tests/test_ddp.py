@@ -40,7 +40,7 @@ def test_ddp_cpu_shards_batches_and_syncs_val_ppl(tmp_path: Path, multi30k_root:
     assert len(logged) == 1
 
     # The logged val/ppl is the whole validation set's, not rank 0's half.
-    from seq2seq_lit.datamodule import Multi30kDataModule
+    from seq2seq_lit.data.datamodule import Multi30kDataModule
     from seq2seq_lit.module import TranslationModule
 
     module = TranslationModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=True).eval()

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from seq2seq_lit.encoder import Encoder, merge_directions
-from seq2seq_lit.vocab import PAD_ID
+from seq2seq_lit.data.vocab import PAD_ID
+from seq2seq_lit.models.rnn.encoder import Encoder, merge_directions
 
 
 def padded_batch(lengths: list[int], vocab: int = 20) -> tuple[torch.Tensor, torch.Tensor]:

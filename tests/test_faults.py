@@ -130,11 +130,18 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_sigkill_mid_epoch_then_ckpt_last_resumes_exactly(tmp_path: Path, multi30k_root, cache_dir) -> None:
+FAMILY = {"rnn": [], "transformer": ["model=transformer", "model.hidden_size=32", "model.ffn_size=64"]}
+
+
+@pytest.mark.parametrize("family", FAMILY)
+def test_sigkill_mid_epoch_then_ckpt_last_resumes_exactly(
+    family: str, tmp_path: Path, multi30k_root, cache_dir
+) -> None:
     """Kill a real run with SIGKILL mid-epoch, resume with ckpt_path=last: the same weights as never killed."""
     env = {**os.environ, "SEQ2SEQ_LIT_CACHE": str(cache_dir), "WANDB_MODE": "offline"}
     common = [
-        *TINY_QUIET, f"data.root={multi30k_root}", "model.n_layers=2", "model.dropout=0.3", "trainer.max_epochs=2",
+        *TINY_QUIET, *FAMILY[family], f"data.root={multi30k_root}", "model.n_layers=2", "model.dropout=0.3",
+        "trainer.max_epochs=2",
         "trainer.limit_train_batches=40", "trainer.limit_val_batches=2", "trainer.log_every_n_steps=1",
         "callbacks.periodic_checkpoint.every_n_train_steps=7", "callbacks.periodic_checkpoint.train_time_interval=null",
     ]  # fmt: skip
@@ -218,13 +225,21 @@ def test_sigkill_mid_epoch_then_ckpt_last_resumes_exactly(tmp_path: Path, multi3
     ("override", "message"),
     [
         ("model.hidden_size=256", r"another model configuration: model.hidden_size=128 there, 256 here"),
+        (
+            "model=transformer",
+            r"another model configuration: model.network=seq2seq_lit.models.rnn.Seq2Seq there, "
+            r"seq2seq_lit.models.transformer.Transformer here",
+        ),
         ("data.spm_model_type=unigram", r"another src vocabulary"),
     ],
 )
 def test_resuming_into_another_model_or_vocabulary_names_the_difference(
     override: str, message: str, trained_ckpt: Path, tmp_path: Path, multi30k_root, cache_dir
 ) -> None:
-    cfg = compose_train(tmp_path, multi30k_root, cache_dir, [*TRAINED_OVERRIDES, f"ckpt_path={trained_ckpt}", override])
+    overrides = [*TRAINED_OVERRIDES, f"ckpt_path={trained_ckpt}", override]
+    if override == "model=transformer":  # the RNN-only key of the trained config goes
+        overrides.remove("model.word_vec_size=64")
+    cfg = compose_train(tmp_path, multi30k_root, cache_dir, overrides)
     with pytest.raises(ValueError, match=rf"ckpt_path={trained_ckpt} was trained with {message}"):
         train(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()  # failed before the Trainer started

@@ -1,6 +1,6 @@
 import torch
 
-from seq2seq_lit.generator import Generator
+from seq2seq_lit.models.generator import Generator
 
 
 def test_log_probabilities_over_target_vocab() -> None:

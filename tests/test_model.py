@@ -2,8 +2,8 @@ import pytest
 import torch
 from conftest import make_seq2seq
 
-from seq2seq_lit.decoder import reorder_state
-from seq2seq_lit.vocab import BOS_ID, PAD_ID
+from seq2seq_lit.data.vocab import BOS_ID, PAD_ID
+from seq2seq_lit.models.rnn.decoder import reorder_state
 
 
 def toy_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -28,10 +28,10 @@ def test_step_by_step_equals_teacher_forcing(attention: bool) -> None:
     model = make_seq2seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=2, dropout=0.0, attention=attention).eval()
     src, lengths, tgt_in = toy_batch()
     full = model(src, lengths, tgt_in)
-    memory, state = model.encode(src, lengths)
+    state = model.encode(src, lengths)
     steps = []
     for t in range(tgt_in.size(1)):
-        lp, _, state = model.decode(tgt_in[:, t : t + 1], memory, state)
+        lp, _, state = model.decode(tgt_in[:, t : t + 1], state)
         steps.append(lp)
     torch.testing.assert_close(torch.cat(steps, 1), full)
 
@@ -40,7 +40,7 @@ def test_decoder_starts_from_merged_encoder_state() -> None:
     model = make_seq2seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=2, dropout=0.0, rnn="gru").eval()
     src, lengths, _ = toy_batch()
     _, enc_h = model.encoder(src, lengths)
-    _, (h0, feed) = model.encode(src, lengths)
+    h0, feed = model.encode(src, lengths).decoder
     torch.testing.assert_close(h0[1], torch.cat([enc_h[2], enc_h[3]], dim=-1))
     assert torch.all(feed == 0)
 
@@ -48,11 +48,26 @@ def test_decoder_starts_from_merged_encoder_state() -> None:
 def test_reorder_state_selects_batch_rows() -> None:
     model = make_seq2seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=2, dropout=0.0).eval()
     src, lengths, _ = toy_batch()
-    _, state = model.encode(src, lengths)
+    state = model.encode(src, lengths).decoder
     (h, c), feed = reorder_state(state, torch.tensor([1, 1, 0]))
     torch.testing.assert_close(h[:, 2], state[0][0][:, 0])
     torch.testing.assert_close(c[:, 0], state[0][1][:, 1])
     assert feed.shape == (3, 1, 10)
+
+
+def test_reorder_state_keeps_the_source_once_per_sentence() -> None:
+    model = make_seq2seq(15, 13, word_vec_size=8, hidden_size=10, n_layers=2, dropout=0.0).eval()
+    src, lengths, tgt_in = toy_batch()
+    state = model.encode(src, lengths)
+    beams = model.reorder_state(state, torch.tensor([0, 0, 0, 1, 1, 1]))  # three rows per sentence
+    assert beams.memory is state.memory and beams.rows_per_sentence == 3
+    lp, _, beams = model.decode(tgt_in[[0, 0, 0, 1, 1, 1], :1], beams)
+    single, _, _ = model.decode(tgt_in[:, :1], state)
+    torch.testing.assert_close(lp, single[[0, 0, 0, 1, 1, 1]])
+    second = model.reorder_state(beams, torch.tensor([5, 3, 4]))  # sentence 0 is done; 1 keeps three rows
+    torch.testing.assert_close(second.memory.h_src, state.memory.h_src[1:])
+    torch.testing.assert_close(second.decoder[0][0], beams.decoder[0][0][:, [5, 3, 4]])
+    assert second.rows_per_sentence == 3
 
 
 def test_tied_embeddings_share_one_tensor() -> None:
@@ -120,7 +135,7 @@ def test_dropout_acts_on_a_one_layer_model_in_training_only() -> None:
 @pytest.mark.parametrize("rnn", ["lstm", "gru"])
 def test_decoder_cells_equal_the_rnn_module(rnn: str) -> None:
     """The explicit per-step cells compute exactly what nn.LSTM/nn.GRU does on a length-1 sequence."""
-    from seq2seq_lit.decoder import Decoder, stack_state, unstack_state
+    from seq2seq_lit.models.rnn.decoder import Decoder, stack_state, unstack_state
 
     torch.manual_seed(0)
     decoder = Decoder(13, 8, 10, n_layers=3, dropout=0.0, rnn=rnn).eval()
@@ -138,7 +153,7 @@ def test_decoder_cells_equal_the_rnn_module(rnn: str) -> None:
 @pytest.mark.parametrize("rnn", ["lstm", "gru"])
 def test_decoder_cells_follow_weight_updates_while_decoding(rnn: str) -> None:
     """With gradients off the fused cell weights are reused across steps, but never after a weight changed."""
-    from seq2seq_lit.decoder import Decoder, unstack_state
+    from seq2seq_lit.models.rnn.decoder import Decoder, unstack_state
 
     torch.manual_seed(0)
     decoder = Decoder(13, 8, 10, n_layers=2, dropout=0.0, rnn=rnn).eval()

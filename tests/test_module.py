@@ -4,9 +4,9 @@ import pytest
 import torch
 from conftest import make_module
 
+from seq2seq_lit.data.vocab import PAD_ID
 from seq2seq_lit.metrics import CorpusPerplexity
 from seq2seq_lit.module import masked_nll
-from seq2seq_lit.vocab import PAD_ID
 
 
 def test_masked_nll_equals_hand_computed_value() -> None:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from seq2seq_lit.sampler import BucketBatchSampler
+from seq2seq_lit.data.sampler import BucketBatchSampler
 
 
 def lengths(n: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

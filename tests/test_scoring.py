@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sacrebleu.metrics import BLEU
 
-from seq2seq_lit.corpus import read_lines
+from seq2seq_lit.data.corpus import read_lines
 from seq2seq_lit.scoring import compare_systems
 
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from conftest import make_seq2seq
 
-from seq2seq_lit.model import EncodedSource, Seq2Seq
+from seq2seq_lit.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from seq2seq_lit.models.rnn import Seq2Seq
 from seq2seq_lit.search import beam_search, greedy_search, length_penalty
-from seq2seq_lit.vocab import BOS_ID, EOS_ID, PAD_ID
 
 A, B = 4, 5
 
@@ -20,15 +20,22 @@ class MarkovModel:
             for tok, p in dist.items():
                 self.log_probs[prev, tok] = math.log(p)
 
-    def encode(self, src, src_lengths):
-        batch, src_len = src.shape
-        memory = EncodedSource(torch.zeros(batch, src_len, 1), None, (src == PAD_ID).unsqueeze(1))
-        return memory, (torch.zeros(1, batch, 1), None)
+    def parameters(self):
+        return iter(())
 
-    def decode(self, y, memory, state):
-        lp = self.log_probs[y[:, -1]].unsqueeze(1)
-        attn = torch.full((y.size(0), 1, memory.h_src.size(1)), 1.0 / memory.h_src.size(1))
-        return lp, attn, state
+    def encode(self, src, src_lengths):
+        return src.size(1), src[:, 0]  # the state: the source length (uniform attention), each row's first token
+
+    def decode(self, y, state, need_attention=False):
+        src_len, first = state
+        lp = self.next_log_probs(first, y[:, -1]).unsqueeze(1)
+        return lp, torch.full((y.size(0), 1, src_len), 1.0 / src_len), state
+
+    def reorder_state(self, state, index):
+        return state[0], state[1].index_select(0, index)
+
+    def next_log_probs(self, first, prev):
+        return self.log_probs[prev]
 
 
 # After BOS: A .5, B .4, EOS .1; after A: EOS .4; after B: EOS .9.
@@ -100,13 +107,8 @@ class RandomChain(MarkovModel):
         logits[..., [PAD_ID, BOS_ID]] = float("-inf")
         self.log_probs = torch.log_softmax(logits, dim=-1)
 
-    def encode(self, src, src_lengths):
-        memory, _ = super().encode(src, src_lengths)
-        return memory, (src[:, 0].float().view(1, -1, 1), None)
-
-    def decode(self, y, memory, state):
-        lp, attn, _ = super().decode(y, memory, state)
-        return self.log_probs[state[0].view(-1).long(), y[:, -1]].unsqueeze(1), attn, state
+    def next_log_probs(self, first, prev):
+        return self.log_probs[first, prev]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -168,7 +170,7 @@ def test_finished_sentences_leave_the_beam_batch(seed: int) -> None:
     _, src, lengths = random_batch(seed)
     rows = []
     decode = chain.decode
-    chain.decode = lambda y, memory, state: (rows.append(y.size(0)), decode(y, memory, state))[1]
+    chain.decode = lambda y, state, need=False: (rows.append(y.size(0)), decode(y, state, need))[1]
     batched = beam_search(chain, src, lengths, beam_size=3, n_best=2, alpha=0.6, return_attention=True)
     # Sentences stop at different steps, and the decoder then runs on k rows per sentence still going.
     assert rows[0] == 3 * src.size(0) and rows[-1] < rows[0] and rows == sorted(rows, reverse=True)

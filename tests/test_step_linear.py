@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seq2seq_lit.step_linear import StepLinear
+from seq2seq_lit.models.rnn.step_linear import StepLinear
 
 
 def recurrence(linear, xs: list[torch.Tensor], hidden: int) -> torch.Tensor:
@@ -60,7 +60,7 @@ def test_without_gradients_it_is_plain_linear() -> None:
 @pytest.mark.parametrize("rnn", ["lstm", "gru"])
 def test_decoder_step_gradients_equal_the_rnn_modules(rnn: str) -> None:
     """Several training steps of the decoder's explicit cells back-propagate what nn.LSTM/nn.GRU does."""
-    from seq2seq_lit.decoder import Decoder, unstack_state
+    from seq2seq_lit.models.rnn.decoder import Decoder, unstack_state
 
     torch.manual_seed(0)
     decoder = Decoder(13, 8, 10, n_layers=2, dropout=0.0, rnn=rnn).double()

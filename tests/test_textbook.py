@@ -10,9 +10,9 @@ import torch
 from conftest import make_seq2seq
 
 from seq2seq_lit.config import DecodingConfig
-from seq2seq_lit.model import Seq2Seq
+from seq2seq_lit.data.vocab import EOS_ID, PAD_ID
+from seq2seq_lit.models.rnn.seq2seq import Seq2Seq
 from seq2seq_lit.search import greedy_search, max_lengths, search
-from seq2seq_lit.vocab import EOS_ID, PAD_ID
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import textbook  # noqa: E402

@@ -64,12 +64,17 @@ def test_cli_help_and_cfg(tmp_path: Path, cache_dir: Path) -> None:
         ("data.spm_model_type=wordpiece", "data.spm_model_type='wordpiece'; allowed values"),
         ("model=nonexistent", "Could not find 'model/nonexistent'"),
         ("model.share_embeddings=true", "model.share_embeddings=true needs data.joint_vocab=true"),
+        ("model=transformer model.hidden_size=250", "model.hidden_size=250 must be a multiple of model.n_heads=4"),
+        ("model=transformer model.norm=foo", "model.norm='foo' is not supported; allowed values: ['pre', 'post']"),
+        ("model=transformer model.dropout=-0.1", "model.dropout=-0.1 must be in [0, 1)"),
+        ("model=transformer model.word_vec_size=64", "Key 'word_vec_size' not in 'TransformerConfig'"),
+        ("model=transformer model.share_embeddings=true", "model.share_embeddings=true needs data.joint_vocab=true"),
         ("data.tgt_lang=xx", "error: data.tgt_lang='xx' is not a Multi30k language"),  # raised in instantiate
     ],
 )
 def test_cli_bad_settings_fail_before_any_work(override, message, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    result = run_cli([override, "data.root=/nonexistent"], tmp_path, cache)
+    result = run_cli([*override.split(), "data.root=/nonexistent"], tmp_path, cache)
     assert result.returncode == 1
     assert message in result.stderr + result.stdout
     assert not cache.exists(), "no tokenizer trained, no corpus encoded"
@@ -195,7 +200,17 @@ def test_one_embedding_matrix_for_source_target_and_output_survives_the_checkpoi
     torch.testing.assert_close(model.generator.proj.weight, saved["model.generator.proj.weight"])
 
 
-def test_overfit_a_few_sentences(tmp_path: Path, multi30k_root: Path, cache_dir: Path) -> None:
+FAMILY_OVERFIT = {
+    "rnn": ["model.hidden_size=128", "model.word_vec_size=64", "model.optimizer.lr=0.005"],
+    "transformer": [
+        "model=transformer", "model.hidden_size=64", "model.ffn_size=128", "model.n_layers=2",
+        "model.optimizer.lr=0.003",
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", FAMILY_OVERFIT)
+def test_overfit_a_few_sentences(family: str, tmp_path: Path, multi30k_root: Path, cache_dir: Path) -> None:
     cfg = compose_train(
         tmp_path,
         multi30k_root,
@@ -208,10 +223,8 @@ def test_overfit_a_few_sentences(tmp_path: Path, multi30k_root: Path, cache_dir:
             "data.batch_size=8",
             "trainer.overfit_batches=1",
             "trainer.max_epochs=150",
-            "model.hidden_size=128",
-            "model.word_vec_size=64",
-            "model.optimizer.lr=0.005",
             "model.decoding.val_bleu=false",
+            *FAMILY_OVERFIT[family],
         ],
     )
     metrics, _ = train(cfg)
@@ -242,7 +255,8 @@ def test_multirun_gives_each_job_its_own_directory_metrics_and_wandb_run(
 ) -> None:
     args = [
         "-m", "experiment=tiny", "logger=default", "~callbacks.rich_progress_bar", f"data.root={multi30k_root}",
-        "model.hidden_size=32,64", "model.n_layers=1,2", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+        "model=rnn,transformer", "model.hidden_size=32,64", "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
         "model.decoding.val_bleu=false", "test=false", f"hydra.sweep.dir={tmp_path / 'sweep'}",
     ]  # fmt: skip
     result = run_cli(args, tmp_path, cache_dir)
@@ -252,13 +266,13 @@ def test_multirun_gives_each_job_its_own_directory_metrics_and_wandb_run(
     configs, run_ids = set(), set()
     for job in jobs:
         overrides = (job / ".hydra" / "overrides.yaml").read_text()
-        configs.add(tuple(line for line in overrides.splitlines() if "hidden_size" in line or "n_layers" in line))
+        configs.add(tuple(line for line in overrides.splitlines() if "hidden_size" in line or "model=" in line))
         assert any(r.get("val/ppl") for r in read_metrics(job))
         (wandb_run,) = (job / "wandb").glob("offline-run-*")
         run_ids.add(wandb_run.name.rsplit("-", 1)[-1])
         # Named after its overrides, grouped by sweep (the offline run file holds both strings).
         record = next(wandb_run.glob("run-*.wandb")).read_bytes()
-        assert b"model.hidden_size=" in record and b"model.n_layers=" in record and b"train-sweep" in record
+        assert b"model.hidden_size=" in record and b"model=" in record and b"train-sweep" in record
         assert (job / "checkpoints" / "last.ckpt").is_file()
     assert len(configs) == 4 and len(run_ids) == 4  # distinct configs, one W&B run each
 
@@ -274,9 +288,13 @@ def test_multirun_gives_each_job_its_own_directory_metrics_and_wandb_run(
     ppl = [float(r["val/ppl"]) for r in table]
     assert ppl == sorted(ppl)
     for job in table:
-        assert "model.hidden_size=" in job["overrides"] and "model.n_layers=" in job["overrides"]
+        assert "model.hidden_size=" in job["overrides"] and "model=" in job["overrides"]
+    # Both families in one sweep, each built as its config says.
+    assert {r["params"] for r in table if "model=transformer" in r["overrides"]}.isdisjoint(
+        {r["params"] for r in table if "model=rnn" in r["overrides"]}
+    )
     pngs = sorted(p.name for p in (tmp_path / "sweep" / "report").glob("*.png"))
-    assert pngs == ["val_ppl_vs_model.hidden_size.png", "val_ppl_vs_model.n_layers.png"]
+    assert pngs == ["val_ppl_vs_model.hidden_size.png", "val_ppl_vs_model.png"]
     for png in (tmp_path / "sweep" / "report").glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| job |" in (tmp_path / "sweep" / "report" / "report.md").read_text()
@@ -331,7 +349,7 @@ def test_a_misspelled_optimized_metric_fails_naming_the_metrics(tmp_path: Path, 
 def test_test_hypotheses_are_line_aligned_with_the_source_file(
     tmp_path: Path, multi30k_root: Path, cache_dir: Path
 ) -> None:
-    from seq2seq_lit.corpus import read_parallel
+    from seq2seq_lit.data.corpus import read_parallel
 
     src_lines, tgt_lines = (side[:8] for side in read_parallel(*(multi30k_root / f"val.{x}.gz" for x in ("en", "de"))))
     src_lines[3] = tgt_lines[5] = ""  # two pairs the data module drops as empty

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from seq2seq_lit.checkpoint import architecture_differences, read_checkpoint
+from seq2seq_lit.data.tokenizer import write_atomic
 from seq2seq_lit.errors import CheckpointError, ConfigError, exit_on_user_error
-from seq2seq_lit.tokenizer import write_atomic
 
 
 def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:

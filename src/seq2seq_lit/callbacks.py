@@ -25,7 +25,7 @@ class AttentionPlots(L.Callback):
         src_tok, tgt_tok = pl_module.src_tokenizer, pl_module.tgt_tokenizer
         if trainer.sanity_checking or not trainer.is_global_zero or src_tok is None or tgt_tok is None:
             return
-        if pl_module.model.decoder.attention is None:
+        if not pl_module.model.has_attention:
             return  # model.attention=false: nothing to plot
         import matplotlib.pyplot as plt
 

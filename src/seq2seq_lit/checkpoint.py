@@ -9,15 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from seq2seq_lit.data.tokenizer import Tokenizer
 from seq2seq_lit.errors import CheckpointError, MissingFileError
-from seq2seq_lit.model import NETWORK_KEYS, Seq2Seq, build_model
-from seq2seq_lit.tokenizer import Tokenizer
+from seq2seq_lit.models import RNN_NETWORK, build_model, network_class, network_keys
 
 log = logging.getLogger(__name__)
 
-# Hyper-parameters that decide tensor shapes; a checkpoint resumes or averages only with the same ones.
-ARCHITECTURE_KEYS = tuple(key for key in NETWORK_KEYS if key != "dropout")
+
+def architecture_keys(hparams: dict[str, Any]) -> list[str]:
+    """The hyper-parameters that decide the network and its tensor shapes (its class, and its arguments but the
+    dropout rates); a checkpoint resumes or averages only with the same ones."""
+    return ["network"] + [key for key in network_keys(network_class(hparams)) if "dropout" not in key]
 
 
 def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
@@ -55,8 +59,14 @@ def find_last_checkpoint(task_dir: str | Path) -> tuple[Path, dict[str, Any]]:
 
 
 def architecture_differences(saved: dict[str, Any], hparams: dict[str, Any]) -> list[str]:
-    """The hyper-parameters that decide tensor shapes (``ARCHITECTURE_KEYS``) on which the two disagree."""
-    return [key for key in ARCHITECTURE_KEYS if saved.get(key) != hparams.get(key)]
+    """The hyper-parameters that decide the network (``architecture_keys``) on which the two disagree."""
+    keys = dict.fromkeys(architecture_keys(saved) + architecture_keys(hparams))
+    return [key for key in keys if _network_setting(saved, key) != _network_setting(hparams, key)]
+
+
+def _network_setting(hparams: dict[str, Any], key: str) -> Any:
+    # Checkpoints written before the Transformer name no network: theirs is the RNN.
+    return (hparams.get(key) or RNN_NETWORK) if key == "network" else hparams.get(key)
 
 
 def check_resumable(ckpt: dict[str, Any], path: str | Path, hparams: dict[str, Any], tokenizers: dict) -> None:
@@ -83,7 +93,7 @@ def check_resumable(ckpt: dict[str, Any], path: str | Path, hparams: dict[str, A
 class Checkpoint:
     """What translating needs from a training checkpoint: the network, its tokenizers, its hyper-parameters."""
 
-    model: Seq2Seq
+    model: nn.Module
     src_tokenizer: Tokenizer
     tgt_tokenizer: Tokenizer
     hparams: dict[str, Any]
@@ -100,7 +110,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
     # Read on the CPU: the tokenizers are byte tensors that SentencePiece reads through NumPy.
     ckpt = read_checkpoint(path)
     hparams, weights, toks = ckpt["hyper_parameters"], ckpt["state_dict"], ckpt["tokenizers"]
-    missing = [key for key in NETWORK_KEYS if key not in hparams]
+    missing = [key for key in network_keys(network_class(hparams)) if key not in hparams]
     if missing:
         raise CheckpointError(
             f"ckpt_path={path}: its hyper-parameters lack {', '.join(missing)} (written by another version of "

@@ -16,30 +16,25 @@ from omegaconf import II, MISSING, OmegaConf
 
 from seq2seq_lit.errors import ConfigError
 
-RNN_NAMES = ("gru", "lstm")
 SPM_MODEL_TYPES = ("bpe", "unigram", "char", "word")
 
 
-def validate_model_args(hidden_size: int, n_layers: int, dropout: float, rnn: str, word_vec_size: int) -> None:
-    """Fail early, naming the config key, on settings the architecture cannot take."""
-    if rnn not in RNN_NAMES:
-        raise ConfigError(f"model.rnn={rnn!r} is not supported; allowed values: {list(RNN_NAMES)}")
-    if hidden_size < 2 or hidden_size % 2:
-        raise ConfigError(
-            f"model.hidden_size={hidden_size} must be an even number >= 2: the bidirectional encoder "
-            "gives each direction hidden_size/2 units"
-        )
-    if n_layers < 1:
-        raise ConfigError(f"model.n_layers={n_layers} must be >= 1")
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"model.dropout={dropout} must be in [0, 1)")
-    if word_vec_size < 1:
-        raise ConfigError(f"model.word_vec_size={word_vec_size} must be >= 1")
+def validate_model_args(hp: Any) -> None:
+    """Fail early, naming the config key, on settings no network family can take; each family's ``validate``
+    adds its own checks."""
+    if hp["hidden_size"] < 1:
+        raise ConfigError(f"model.hidden_size={hp['hidden_size']} must be >= 1")
+    for key in ("n_layers", "decoder_layers"):
+        if hp.get(key) is not None and hp[key] < 1:
+            raise ConfigError(f"model.{key}={hp[key]} must be >= 1")
+    for key in ("dropout", "attention_dropout", "activation_dropout"):
+        if key in hp and not 0.0 <= hp[key] < 1.0:
+            raise ConfigError(f"model.{key}={hp[key]} must be in [0, 1)")
 
 
 def validate_data_args(data: Any) -> None:
     """Batching settings that cannot work, named by key, before any data is read."""
-    from seq2seq_lit.sampler import check_batch_limits
+    from seq2seq_lit.data.sampler import check_batch_limits
 
     if data.get("max_length", 0) < 1:
         raise ConfigError(f"data.max_length={data.get('max_length')} must be >= 1")
@@ -56,8 +51,10 @@ def validate_data_args(data: Any) -> None:
 
 def validate_train_config(cfg: Any) -> None:
     """The start-up checks of ``train``: settings the model or the data cannot take, named by key."""
+    from seq2seq_lit.models import network_class
+
     m = cfg.model
-    validate_model_args(m.hidden_size, m.n_layers, m.dropout, m.rnn, m.word_vec_size)
+    network_class(m).validate(m)
     validate_data_args(cfg.data)
     if m.share_embeddings and not cfg.data.joint_vocab:
         raise ConfigError("model.share_embeddings=true needs data.joint_vocab=true: one vocabulary for both languages")
@@ -87,22 +84,53 @@ def default_optimizer() -> dict[str, Any]:
 
 @dataclass
 class ModelConfig:
-    """``model.*``: the network (seq2seq_lit.model.Seq2Seq) and how the LightningModule trains it."""
+    """``model.*`` keys both families share: the network's size and how the LightningModule trains it."""
 
     _target_: str = "seq2seq_lit.module.TranslationModule"
-    rnn: str = "lstm"  # lstm | gru
-    word_vec_size: int = 256
-    hidden_size: int = 512  # even: each encoder direction gets hidden_size/2
-    n_layers: int = 2
-    dropout: float = 0.3  # on embeddings, between RNN layers and on the attentional vectors, in [0, 1)
-    attention: bool = True  # Luong general attention + input feeding
-    tie_embeddings: bool = False  # generator output matrix = decoder embedding (projected if the sizes differ)
+    network: str = MISSING  # the network's class, as a _target_: each family's schema sets it
+    hidden_size: int = MISSING
+    n_layers: int = MISSING
+    dropout: float = MISSING
+    tie_embeddings: bool = False  # generator output matrix = decoder embedding
     share_embeddings: bool = False  # encoder and decoder embeddings are one matrix; needs data.joint_vocab=true
     label_smoothing: float = 0.0
     max_nonfinite_steps: int = 5  # consecutive steps with a NaN/inf loss (skipped) before training stops
     optimizer: Any = field(default_factory=default_optimizer)
     scheduler: Any = None  # chosen with the model/scheduler group
     decoding: DecodingSettings = field(default_factory=DecodingSettings)
+
+
+@dataclass
+class RNNConfig(ModelConfig):
+    """``model=rnn``: the attentional RNN encoder-decoder (seq2seq_lit.models.rnn.Seq2Seq)."""
+
+    network: str = "seq2seq_lit.models.rnn.Seq2Seq"
+    rnn: str = "lstm"  # lstm | gru
+    word_vec_size: int = 256
+    hidden_size: int = 512  # even: each encoder direction gets hidden_size/2
+    n_layers: int = 2
+    dropout: float = 0.3  # on embeddings, between RNN layers and on the attentional vectors, in [0, 1)
+    attention: bool = True  # Luong general attention + input feeding
+
+
+@dataclass
+class TransformerConfig(ModelConfig):
+    """``model=transformer``: the Transformer (Vaswani et al., 2017; seq2seq_lit.models.transformer)."""
+
+    network: str = "seq2seq_lit.models.transformer.Transformer"
+    hidden_size: int = 256  # d_model; a multiple of n_heads
+    n_layers: int = 3  # encoder layers, and decoder layers unless decoder_layers is set
+    decoder_layers: int | None = None
+    n_heads: int = 4
+    ffn_size: int = 1024
+    dropout: float = 0.1  # on embeddings and on each sublayer's output, in [0, 1)
+    attention_dropout: float = 0.0  # on the attention weights
+    activation_dropout: float = 0.0  # after the feed-forward activation
+    activation: str = "relu"  # relu | gelu
+    norm: str = "pre"  # pre: LayerNorm before each sublayer (and a final one); post: after, as in the paper
+    positions: str = "sinusoidal"  # sinusoidal | learned
+    max_positions: int = 1024  # longest sequence learned positions cover
+    attention_layer: int = -1  # the decoder layer whose cross-attention is plotted and returned
 
 
 @dataclass
@@ -128,7 +156,7 @@ class DataConfig:
 class Multi30kConfig(DataConfig):
     """Multi30k task 1 (Elliott et al., 2016), official raw files ``{split}.{lang}.gz`` under ``root``."""
 
-    _target_: str = "seq2seq_lit.datamodule.Multi30kDataModule"
+    _target_: str = "seq2seq_lit.data.datamodule.Multi30kDataModule"
     root: str = "${paths.data_dir}/multi30k"
     src_lang: str = "en"  # en | de | fr | cs
     tgt_lang: str = "de"
@@ -140,7 +168,7 @@ class Multi30kConfig(DataConfig):
 class ParallelTextConfig(DataConfig):
     """Any line-aligned plain or gzipped text files, one sentence per line."""
 
-    _target_: str = "seq2seq_lit.datamodule.TranslationDataModule"
+    _target_: str = "seq2seq_lit.data.datamodule.TranslationDataModule"
     train: list[str] = MISSING  # [SRC_FILE, TGT_FILE]
     val: list[str] = MISSING
     test: Any = None  # [SRC_FILE, TGT_FILE] or {name: [SRC_FILE, TGT_FILE], ...}
@@ -281,6 +309,7 @@ def register_configs() -> None:
     cs.store(name="translate_schema", node=TranslateConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     # A group of their own keeps the schemas out of the options that --help lists.
-    cs.store(group="schema/model", name="rnn", node=ModelConfig)
+    cs.store(group="schema/model", name="rnn", node=RNNConfig)
+    cs.store(group="schema/model", name="transformer", node=TransformerConfig)
     cs.store(group="schema/data", name="multi30k", node=Multi30kConfig)
     cs.store(group="schema/data", name="parallel_text", node=ParallelTextConfig)

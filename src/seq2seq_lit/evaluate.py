@@ -22,7 +22,7 @@ def source_and_reference(cfg: DictConfig, hp_data: dict) -> tuple[Path, Path]:
         if not (cfg.data.src and cfg.data.ref):
             raise ConfigError("set both data.src and data.ref, or neither (to use split= under data.root)")
         return Path(cfg.data.src), Path(cfg.data.ref)
-    from seq2seq_lit import multi30k
+    from seq2seq_lit.data import multi30k
 
     src_lang = cfg.data.src_lang or hp_data.get("src_lang")
     tgt_lang = cfg.data.tgt_lang or hp_data.get("tgt_lang")
@@ -46,7 +46,7 @@ def evaluate(cfg: DictConfig) -> dict:
 def translate_test_set(cfg: DictConfig, path: str) -> tuple[list[str], list[str], Path, Path]:
     """One checkpoint's translations of the test set, with the references and where both came from."""
     from seq2seq_lit.checkpoint import load_checkpoint
-    from seq2seq_lit.corpus import read_parallel
+    from seq2seq_lit.data.corpus import read_parallel
     from seq2seq_lit.translator import Translator
 
     decoding = cast(EvaluateConfig, OmegaConf.to_object(cfg))  # an EvaluateConfig, which is a DecodingConfig

@@ -14,12 +14,12 @@ from hydra.utils import instantiate
 from torchmetrics import MeanMetric, Metric
 
 from seq2seq_lit.config import DecodingConfig, DecodingSettings
+from seq2seq_lit.data.tokenizer import Tokenizer
+from seq2seq_lit.data.vocab import PAD_ID
 from seq2seq_lit.errors import ConfigError, DivergedError
 from seq2seq_lit.metrics import CorpusPerplexity
-from seq2seq_lit.model import NETWORK_KEYS, build_model
+from seq2seq_lit.models import build_model, network_class, network_keys
 from seq2seq_lit.search import search
-from seq2seq_lit.tokenizer import Tokenizer
-from seq2seq_lit.vocab import PAD_ID
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,12 @@ def masked_nll(
 
 
 class TranslationModule(L.LightningModule):
-    """Wraps :class:`Seq2Seq`; one shared step for train/val/test.
+    """Wraps either network family (``seq2seq_lit.models``); one shared step for train/val/test.
 
-    Every argument but the vocabulary sizes comes from ``model.*`` (defaults: ``config.ModelConfig``):
-    ``network`` holds the keyword arguments of :class:`Seq2Seq` (``model.build_model`` takes them from the
-    hyper-parameters); ``data`` is the data config, kept so a checkpoint records what the model was trained on.
+    Every argument but the vocabulary sizes comes from ``model.*`` (defaults: ``config.RNNConfig`` or
+    ``config.TransformerConfig``): ``network`` names the network's class and ``network_args`` holds its keyword
+    arguments (``models.build_model`` takes them from the hyper-parameters); ``data`` is the data config, kept
+    so a checkpoint records what the model was trained on.
     """
 
     def __init__(
@@ -61,14 +62,15 @@ class TranslationModule(L.LightningModule):
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None,
         decoding: dict[str, Any],
+        network: str,
         data: dict[str, Any] | None = None,
-        **network: Any,
+        **network_args: Any,
     ) -> None:
-        unknown = sorted(set(network) - set(NETWORK_KEYS))
+        unknown = sorted(set(network_args) - set(network_keys(network_class({"network": network}))))
         if unknown:
-            raise TypeError(f"TranslationModule got unexpected keyword arguments {unknown}")
+            raise ConfigError(f"model.{unknown[0]} is not a setting of model.network={network}")
         super().__init__()
-        # Flat plain types (``network``'s keys among them), so checkpoints open with torch.load(weights_only=True).
+        # Flat plain types (the network's keys among them), so checkpoints open with torch.load(weights_only=True).
         self.save_hyperparameters()
         self.model = build_model(self.hparams)
         # Keys get a suffix: a ModuleDict key "train" would clash with nn.Module.train.

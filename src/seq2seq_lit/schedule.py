@@ -40,7 +40,8 @@ def parse_seconds(max_time: str | float | Mapping | timedelta | None, key: str =
 
 
 class BudgetCosineLR(LRScheduler):
-    """Per-step cosine decay from each group's lr to ``eta_min``, driven by the larger of two fractions.
+    """Per-step cosine decay from each group's lr to ``eta_min``, driven by the larger of two fractions,
+    after an optional linear warm-up from 0 over ``warmup_steps`` steps (which the decay's budget includes).
 
     progress = max(steps taken / ``total_steps``, seconds since the schedule started / ``max_seconds``).
     A run limited by ``trainer.max_time`` then ends with its rate decayed even on a machine slower than the
@@ -56,11 +57,14 @@ class BudgetCosineLR(LRScheduler):
         total_steps: int,
         max_seconds: str | float | Mapping | timedelta | None = None,
         eta_min: float = 0.0,
+        warmup_steps: int = 0,
         last_epoch: int = -1,
     ) -> None:
         if total_steps < 1:
             raise ConfigError(f"total_steps={total_steps} must be at least 1")
-        self.total_steps = int(total_steps)
+        if not 0 <= warmup_steps < total_steps:
+            raise ConfigError(f"warmup_steps={warmup_steps} must be in [0, total_steps={total_steps})")
+        self.total_steps, self.warmup_steps = int(total_steps), int(warmup_steps)
         self.max_seconds = parse_seconds(max_seconds, "max_seconds")
         self.eta_min = eta_min
         self.elapsed_before = 0.0
@@ -78,6 +82,8 @@ class BudgetCosineLR(LRScheduler):
         return min(fraction, 1.0)
 
     def get_lr(self) -> list[float | Tensor]:
+        if self.last_epoch < self.warmup_steps:
+            return [base * self.last_epoch / self.warmup_steps for base in self.base_lrs]
         factor = 0.5 * (1.0 + math.cos(math.pi * self.progress()))
         return [self.eta_min + (base - self.eta_min) * factor for base in self.base_lrs]
 

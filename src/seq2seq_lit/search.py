@@ -1,5 +1,6 @@
-"""Batched greedy and beam search over a Seq2Seq model.
+"""Batched greedy and beam search over any network of ``seq2seq_lit.models``.
 
+Search only calls the network's ``encode``, ``decode`` and ``reorder_state``; the state is the network's own.
 Both work on the whole batch at once (beam search on ``batch x beam`` rows): one decoder call and a few
 tensor operations per time step, no Python loop over sentences or hypotheses.
 """
@@ -11,9 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from seq2seq_lit.config import DecodingConfig, SearchLimits
-from seq2seq_lit.decoder import reorder_state
+from seq2seq_lit.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from seq2seq_lit.errors import ConfigError
-from seq2seq_lit.vocab import BOS_ID, EOS_ID, PAD_ID
 
 # Defaults of the keyword arguments below: the config schema's, so code and commands decode alike.
 _LIMITS = SearchLimits()
@@ -41,9 +41,10 @@ def length_penalty(length: torch.Tensor | int, alpha: float) -> torch.Tensor | f
     return ((5 + length) / 6) ** alpha
 
 
-def score_dtype(memory) -> torch.dtype:
+def score_dtype(model) -> torch.dtype:
     """Scores are kept in float32, or float64 for a float64 model (bf16 autocast still scores in float32)."""
-    return torch.promote_types(memory.h_src.dtype, torch.float32)
+    param = next(iter(model.parameters()), None)
+    return torch.promote_types(param.dtype if param is not None else torch.float32, torch.float32)
 
 
 def max_lengths(src_lengths: torch.Tensor, a: float, b: int) -> torch.Tensor:
@@ -77,8 +78,8 @@ def greedy_search(
     Finished sentences leave the batch, so the decoder only runs on the ones still going.
     """
     batch, device = src.size(0), src.device
-    memory, state = model.encode(src, src_lengths)
-    dtype = score_dtype(memory)
+    state = model.encode(src, src_lengths)
+    dtype = score_dtype(model)
     limit = max_lengths(src_lengths, max_len_a, max_len_b).to(device)
     max_len = int(limit.max())
     tokens = src.new_full((batch, max_len), PAD_ID)
@@ -91,7 +92,7 @@ def greedy_search(
     active = torch.arange(batch, device=device)  # rows of the original batch still decoding
     y = src.new_full((batch, 1), BOS_ID)
     for t in range(max_len):
-        step_lp, attn, state = model.decode(y, memory, state)
+        step_lp, attn, state = model.decode(y, state, return_attention)
         lp = step_lp[:, -1]
         # |lp| = (n_active, vocab_size)
         at_limit = t + 1 >= limit[active]
@@ -110,7 +111,7 @@ def greedy_search(
             if keep.numel() == 0:
                 break
             active, token = active[keep], token[keep]
-            memory, state = memory.index_select(keep), reorder_state(state, keep)
+            state = model.reorder_state(state, keep)
         y = token.unsqueeze(1)
     used = int(lengths.max())
     return SearchResult(
@@ -137,10 +138,9 @@ def beam_search(
     if not 1 <= n_best <= beam_size:
         raise ConfigError(f"n_best={n_best} must be between 1 and beam_size={beam_size}")
     batch, k, device = src.size(0), beam_size, src.device
-    memory, state = model.encode(src, src_lengths)
-    dtype = score_dtype(memory)
-    rows = torch.arange(batch, device=device).repeat_interleave(k)
-    memory, state = memory.index_select(rows), reorder_state(state, rows)
+    state = model.encode(src, src_lengths)
+    dtype = score_dtype(model)
+    state = model.reorder_state(state, torch.arange(batch, device=device).repeat_interleave(k))
     limit = max_lengths(src_lengths, max_len_a, max_len_b).to(device)
     max_len, src_len = int(limit.max()), src.size(1)
     neg_inf = float("-inf")
@@ -165,7 +165,7 @@ def beam_search(
     y = src.new_full((batch * k, 1), BOS_ID)
 
     for t in range(max_len):
-        step_lp, attn, state = model.decode(y, memory, state)
+        step_lp, attn, state = model.decode(y, state, return_attention)
         n, vocab = active.numel(), step_lp.size(-1)
         lp = step_lp[:, -1].view(n, k, vocab)
         at_limit = t + 1 >= limit[active]
@@ -216,11 +216,10 @@ def beam_search(
                 break
             active, live_lp = active[going], live_lp[going]
             live_rows, next_token = live_rows.view(n, k)[going].view(-1), next_token.view(n, k)[going].view(-1, 1)
-            memory = memory.index_select(live_rows)  # a sentence's k rows share one source
         live_tokens = torch.cat([live_tokens.index_select(0, live_rows), next_token], 1)
         if return_attention:
             live_attn = torch.cat([live_attn, attn[:, -1:]], 1).index_select(0, live_rows)
-        state = reorder_state(state, live_rows)
+        state = model.reorder_state(state, live_rows)
         y = next_token
 
     used = int(fin_len[:, :n_best].max())

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from seq2seq_lit.checkpoint import load_checkpoint
-from seq2seq_lit.collate import collate
 from seq2seq_lit.config import DecodingConfig
-from seq2seq_lit.model import Seq2Seq
-from seq2seq_lit.sampler import BucketBatchSampler
+from seq2seq_lit.data.collate import collate
+from seq2seq_lit.data.sampler import BucketBatchSampler
+from seq2seq_lit.data.tokenizer import Tokenizer
+from seq2seq_lit.data.vocab import PAD_ID
 from seq2seq_lit.search import SearchResult, search
-from seq2seq_lit.tokenizer import Tokenizer
-from seq2seq_lit.vocab import PAD_ID
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,10 @@ class Hypothesis:
 
 
 class Translator:
-    """A Seq2Seq model with its tokenizers; translates lists of raw sentences in their original order."""
+    """A network of either family with its tokenizers; translates lists of raw sentences in their original order."""
 
     def __init__(
-        self, model: Seq2Seq, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer, max_length: int | None = None
+        self, model: nn.Module, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer, max_length: int | None = None
     ) -> None:
         self.model, self.src_tokenizer, self.tgt_tokenizer = model, src_tokenizer, tgt_tokenizer
         self.max_length = max_length

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seq2seq_lit.attention import Attention
-from seq2seq_lit.encoder import RNN_TYPES, State, merge_directions
-from seq2seq_lit.step_linear import StepLinear
-from seq2seq_lit.vocab import PAD_ID
+from seq2seq_lit.data.vocab import PAD_ID
+from seq2seq_lit.models.rnn.attention import Attention
+from seq2seq_lit.models.rnn.encoder import RNN_TYPES, State, merge_directions
+from seq2seq_lit.models.rnn.step_linear import StepLinear
 
 # What the decoder carries from one step to the next: the RNN state and the previous attentional
 # vector (input feeding; None without attention).

@@ -7,7 +7,7 @@ import os
 import urllib.request
 from pathlib import Path
 
-from seq2seq_lit.corpus import file_digest
+from seq2seq_lit.data.corpus import file_digest
 from seq2seq_lit.errors import FileAccessError, MissingFileError
 
 log = logging.getLogger(__name__)

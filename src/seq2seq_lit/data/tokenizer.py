@@ -13,8 +13,8 @@ from pathlib import Path
 import sentencepiece as spm
 import torch
 
+from seq2seq_lit.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from seq2seq_lit.errors import ConfigError, DataError, FileAccessError
-from seq2seq_lit.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from seq2seq_lit.vocab import BOS_ID, EOS_ID, PAD_ID
+from seq2seq_lit.data.vocab import BOS_ID, EOS_ID, PAD_ID
 
 
 def collate(examples: list[tuple[int, np.ndarray, np.ndarray]]) -> dict[str, torch.Tensor]:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seq2seq_lit.vocab import PAD_ID
+from seq2seq_lit.data.vocab import PAD_ID
 
 RNN_TYPES = {"lstm": nn.LSTM, "gru": nn.GRU}
 

@@ -14,13 +14,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from seq2seq_lit import multi30k
-from seq2seq_lit.collate import collate
-from seq2seq_lit.corpus import file_digest, read_parallel
+from seq2seq_lit.data import multi30k
+from seq2seq_lit.data.collate import collate
+from seq2seq_lit.data.corpus import file_digest, read_parallel
+from seq2seq_lit.data.sampler import BucketBatchSampler
+from seq2seq_lit.data.tokenizer import Tokenizer, cache_key, load_or_train, write_atomic
 from seq2seq_lit.errors import ConfigError, DataError
 from seq2seq_lit.resume import batches_done
-from seq2seq_lit.sampler import BucketBatchSampler
-from seq2seq_lit.tokenizer import Tokenizer, cache_key, load_or_train, write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The data pipeline: corpora, tokenizers, bucketed batches and the DataModules."""
