@@ -45,7 +45,14 @@ def test_average_refuses_another_architecture_naming_the_file(trained_ckpt: Path
     other["hyper_parameters"] = {**other["hyper_parameters"], "hidden_size": 64}
     path = tmp_path / "other.ckpt"
     torch.save(other, path)
-    with pytest.raises(ValueError, match=r"other\.ckpt: differs from .* in hidden_size"):
+    with pytest.raises(ValueError, match=r"other\.ckpt: differs from .* in model\.hidden_size \(64 there, 128 here\)"):
+        average_checkpoints([trained_ckpt, path])
+    # Same recorded config, a weight of another shape (a hand-edited or foreign file): named too.
+    other = torch.load(trained_ckpt, weights_only=True)
+    name = next(iter(other["state_dict"]))
+    other["state_dict"][name] = torch.zeros(3)
+    torch.save(other, path)
+    with pytest.raises(ValueError, match=rf"other\.ckpt: differs from .* in the shape of {name}"):
         average_checkpoints([trained_ckpt, path])
 
 

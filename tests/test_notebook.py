@@ -18,7 +18,7 @@ def test_walkthrough_executes_without_errors(tmp_path: Path, multi30k_root: Path
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     text = "".join(o.get("text", "") for o in outputs)
-    assert "by hand" in text and "greedy BLEU" in text and "beam 5 BLEU" in text
+    assert "by hand" in text and "greedy BLEU" in text and "beam 5 BLEU" in text and "Transformer beam 5 BLEU" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2  # curves and attention
     assert "exit code 0" in text
     assert (tmp_path / "walkthrough_run" / "sweep" / "1").is_dir()

@@ -35,10 +35,16 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
     total = {k: v.double() for k, v in first["state_dict"].items()}
     for path in paths[1:]:
         ckpt = read_checkpoint(path)
-        diffs = architecture_differences(ckpt["hyper_parameters"], hparams)
+        saved = ckpt["hyper_parameters"]
+        diffs = [
+            f"model.{k} ({saved.get(k)} there, {hparams.get(k)} here)" for k in architecture_differences(saved, hparams)
+        ]
         diffs += [f"the {s} tokenizer" for s in ("src", "tgt") if not torch.equal(ckpt["tokenizers"][s], tokenizers[s])]
         if set(ckpt["state_dict"]) != set(total):
             diffs.append("the weight names")
+        diffs += [
+            f"the shape of {k}" for k, v in ckpt["state_dict"].items() if k in total and v.shape != total[k].shape
+        ]
         if diffs:
             raise CheckpointError(
                 f"{path}: differs from {paths[0]} in {', '.join(diffs)}; average checkpoints of one run"
