@@ -72,8 +72,8 @@ def test_joint_vocabulary_is_one_tokenizer(tmp_path: Path) -> None:
 def test_tokenizers_and_encoded_corpus_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     small_dm(tmp_path).setup()
     cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    # Two tokenizers; train and val encoded (the test split is the val files, so it shares their entry).
-    assert sum(n.startswith("spm-") for n in cached) == 2 and sum(n.startswith("corpus-") for n in cached) == 2
+    # Two tokenizers; train and val prepared (the test split is the val files, so it shares their entry).
+    assert sum(n.startswith("spm-") for n in cached) == 2 and sum(n.startswith("prepared-") for n in cached) == 2
 
     def no_training(*args, **kwargs):
         raise AssertionError("tokenizer retrained despite the cache")

@@ -17,6 +17,7 @@ from omegaconf import II, MISSING, OmegaConf
 from seq2seq_lit.errors import ConfigError
 
 SPM_MODEL_TYPES = ("bpe", "unigram", "char", "word")
+SPM_NORMALIZATIONS = ("nmt_nfkc", "nfkc", "nmt_nfkc_cf", "nfkc_cf", "identity")
 
 
 def validate_model_args(hp: Any) -> None:
@@ -47,6 +48,12 @@ def validate_data_args(data: Any) -> None:
         raise ConfigError(
             f"data.spm_model_type={data.get('spm_model_type')!r}; allowed values: {list(SPM_MODEL_TYPES)}"
         )
+    if data.get("spm_normalization") not in SPM_NORMALIZATIONS:
+        raise ConfigError(
+            f"data.spm_normalization={data.get('spm_normalization')!r}; allowed values: {list(SPM_NORMALIZATIONS)}"
+        )
+    if data.get("spm_sample_size", 0) < 0:
+        raise ConfigError(f"data.spm_sample_size={data.get('spm_sample_size')} must be >= 0 (0: every sentence)")
 
 
 def validate_train_config(cfg: Any) -> None:
@@ -143,6 +150,10 @@ class DataConfig:
     joint_vocab: bool = False  # one SentencePiece model for both languages
     spm_model_type: str = "bpe"  # bpe | unigram | char | word
     character_coverage: float = 1.0
+    spm_sample_size: int = 1_000_000  # SentencePiece trains on a random sample of this many sentences; 0: all
+    # SentencePiece's normalisation: nmt_nfkc (its default: NFKC, so full-width digits become ASCII) or identity
+    # (text as written); nfkc, nmt_nfkc_cf, nfkc_cf (case-folded) too
+    spm_normalization: str = "nmt_nfkc"
     max_length: int = 100  # training pairs with more subword tokens on either side are dropped
     max_tokens: int | None = 4096  # token positions per batch, padding included
     batch_size: int | None = None  # optional cap on sentences per batch
@@ -172,6 +183,25 @@ class ParallelTextConfig(DataConfig):
     train: list[str] = MISSING  # [SRC_FILE, TGT_FILE]
     val: list[str] = MISSING
     test: Any = None  # [SRC_FILE, TGT_FILE] or {name: [SRC_FILE, TGT_FILE], ...}
+
+
+@dataclass
+class HFConfig(DataConfig):
+    """A Hugging Face dataset (``pip install 'seq2seq_lit[hf]'``): a Hub name or a local ``save_to_disk``
+    directory, exported once to text in the cache and prepared like any parallel text."""
+
+    _target_: str = "seq2seq_lit.data.hf.HFDataModule"
+    path: str = MISSING  # e.g. wmt14, or a local directory written by Dataset(Dict).save_to_disk
+    name: str | None = None  # the dataset's config, e.g. de-en
+    revision: str | None = None
+    src_lang: str = "en"
+    tgt_lang: str = "de"
+    # Dotted paths to each side's text in a row; the Hub's translation datasets hold {"translation": {lang: ...}}.
+    src_field: str = "translation.${data.src_lang}"
+    tgt_field: str = "translation.${data.tgt_lang}"
+    train_split: str = "train"
+    val_split: str = "validation"
+    test_splits: list[str] = field(default_factory=lambda: ["test"])  # each tested after fit; [] for none
 
 
 @dataclass
@@ -313,3 +343,4 @@ def register_configs() -> None:
     cs.store(group="schema/model", name="transformer", node=TransformerConfig)
     cs.store(group="schema/data", name="multi30k", node=Multi30kConfig)
     cs.store(group="schema/data", name="parallel_text", node=ParallelTextConfig)
+    cs.store(group="schema/data", name="hf", node=HFConfig)

@@ -1,7 +1,8 @@
 """Train a translation model: ``python -m seq2seq_lit.train [overrides]``.
 
 Config (conf/train.yaml) -> DataModule (data/datamodule.py) -> TranslationModule (module.py) -> the network
-``model.network`` names (models/: rnn/seq2seq.py or transformer.py) -> Trainer -> fit -> test. Heavy imports live inside ``train`` so ``--help`` and ``--cfg`` stay fast.
+``model.network`` names (models/: rnn/seq2seq.py or transformer.py) -> Trainer -> fit -> test. Heavy imports
+live inside ``train`` so ``--help`` and ``--cfg`` stay fast.
 """
 
 from __future__ import annotations

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,52 +11,24 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from seq2seq_lit.data import multi30k
 from seq2seq_lit.data.collate import collate
-from seq2seq_lit.data.corpus import file_digest, read_parallel
+from seq2seq_lit.data.corpus import file_digest, iter_lines, read_parallel
+from seq2seq_lit.data.prepared import PreparedCorpus, prepare_split
 from seq2seq_lit.data.sampler import BucketBatchSampler
-from seq2seq_lit.data.tokenizer import Tokenizer, cache_key, load_or_train, write_atomic
-from seq2seq_lit.errors import ConfigError, DataError
+from seq2seq_lit.data.tokenizer import Tokenizer, cache_key, load_or_train
+from seq2seq_lit.errors import ConfigError
 from seq2seq_lit.resume import batches_done
 
 log = logging.getLogger(__name__)
 
 
-class EncodedCorpus(Dataset):
-    """Token ids of a parallel corpus, stored flat; item ``i`` is ``(i, src_ids, tgt_ids)``."""
-
-    def __init__(
-        self,
-        src: list[list[int]],
-        tgt: list[list[int]],
-        keep: np.ndarray | None = None,
-    ) -> None:
-        self.n_lines = len(src)  # lines of the original files
-        self.index = np.arange(len(src)) if keep is None else keep  # positions in the original files
-        self.src = [np.asarray(src[i], dtype=np.int64) for i in self.index]
-        self.tgt = [np.asarray(tgt[i], dtype=np.int64) for i in self.index]
-
-    def __len__(self) -> int:
-        return len(self.src)
-
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray, np.ndarray]:
-        return i, self.src[i], self.tgt[i]
-
-    def lengths(self) -> tuple[np.ndarray, np.ndarray]:
-        """Lengths as they appear in a batch: source + EOS, BOS + target + EOS."""
-        return (
-            np.fromiter((len(s) + 1 for s in self.src), np.int64, len(self.src)),
-            np.fromiter((len(t) + 2 for t in self.tgt), np.int64, len(self.tgt)),
-        )
-
-
 @dataclass
-class RawSplit:
-    name: str
-    src_path: Path
-    tgt_path: Path
+class EvalText:
+    """The raw sentences of a validation or test split: the only text kept in memory (BLEU needs it)."""
+
     src: list[str]
     tgt: list[str]
 
@@ -65,8 +36,11 @@ class RawSplit:
 class TranslationDataModule(L.LightningDataModule):
     """Parallel text files per split -> SentencePiece ids -> length-bucketed, padded batches.
 
-    The keyword arguments are ``data.*`` (defaults: ``config.DataConfig``; ``config.schema_defaults`` gives
-    them for code that builds a data module without Hydra).
+    ``prepare_data`` (one process per machine) trains the tokenizers and writes each split's ids as memory-mapped
+    arrays into the cache (``data.prepared``); ``setup`` (every process) opens them, preparing first under a
+    file lock if no ``prepare_data`` ran, so processes that start at once prepare once. The keyword arguments are
+    ``data.*`` (defaults: ``config.DataConfig``; ``config.schema_defaults`` gives them for code that builds a data
+    module without Hydra).
     """
 
     def __init__(
@@ -80,6 +54,8 @@ class TranslationDataModule(L.LightningDataModule):
         joint_vocab: bool,
         spm_model_type: str,
         character_coverage: float,
+        spm_sample_size: int,
+        spm_normalization: str,
         max_length: int,
         max_tokens: int | None,
         batch_size: int | None,
@@ -100,96 +76,74 @@ class TranslationDataModule(L.LightningDataModule):
         self.test_names = [n for n in self.files if n not in ("train", "val")]
         self.src_tokenizer: Tokenizer | None = None
         self.tgt_tokenizer: Tokenizer | None = None
-        self.datasets: dict[str, EncodedCorpus] = {}
-        self.raw: dict[str, RawSplit] = {}
+        self.datasets: dict[str, PreparedCorpus] = {}
+        self.text: dict[str, EvalText] = {}
         self.train_sampler: BucketBatchSampler | None = None
+        self._prepared: dict[str, Path] = {}
 
     # -- set-up -------------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        self._prepare()
+
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return  # idempotent: train.py sets up early to learn the vocabulary sizes
         hp = self.hparams
-        for name, (src_path, tgt_path) in self.files.items():
-            src, tgt = read_parallel(src_path, tgt_path)
-            self.raw[name] = RawSplit(name, src_path, tgt_path, src, tgt)
-        digests = {name: [file_digest(p) for p in pair] for name, pair in self.files.items()}
-        self._build_tokenizers(digests["train"])
-        for name, split in self.raw.items():
-            src_ids, tgt_ids = self._encode(split, digests[name])
-            keep = self._filter(name, split, src_ids, tgt_ids, max_length=hp.max_length if name == "train" else None)
-            self.datasets[name] = EncodedCorpus(src_ids, tgt_ids, keep)
+        self._prepare()  # nothing to do when prepare_data ran
+        for name, directory in self._prepared.items():
+            self.datasets[name] = PreparedCorpus(directory)
+            if name != "train":
+                src, tgt = read_parallel(*self.files[name])
+                self.text[name] = EvalText(src, tgt)
         src_len, tgt_len = self.datasets["train"].lengths()
         self.train_sampler = BucketBatchSampler(
             src_len, tgt_len, hp.max_tokens, hp.batch_size, shuffle=True, pool_size=hp.pool_size, seed=hp.seed
         )
 
+    def _prepare(self) -> None:
+        """Tokenizers and prepared splits, from the cache or made now; under a lock on the cache directory."""
+        if self._prepared:
+            return
+        from filelock import FileLock
+
+        hp = self.hparams
+        cache = Path(hp.cache_dir)
+        cache.mkdir(parents=True, exist_ok=True)
+        with FileLock(cache / ".prepare.lock"):
+            self._fetch()
+            digests = {name: [file_digest(p) for p in pair] for name, pair in self.files.items()}
+            self._build_tokenizers(digests["train"])
+            assert self.src_tokenizer is not None and self.tgt_tokenizer is not None
+            protos = [cache_key(tok.proto.hex()) for tok in (self.src_tokenizer, self.tgt_tokenizer)]
+            for name, (src_path, tgt_path) in self.files.items():
+                max_length = hp.max_length if name == "train" else None
+                directory = cache / f"prepared-{cache_key('prepared', digests[name], protos, max_length)}"
+                if directory.is_dir():
+                    log.info("%s: using prepared corpus %s", name, directory)
+                else:
+                    prepare_split(
+                        directory, name, src_path, tgt_path, self.src_tokenizer, self.tgt_tokenizer, max_length
+                    )
+                self._prepared[name] = directory
+
+    def _fetch(self) -> None:
+        """Make the split files available (a source that exports them does it here, under the lock)."""
+
     def _build_tokenizers(self, train_digests: list[str]) -> None:
         hp = self.hparams
         settings = dict(
-            vocab_size=hp.vocab_size, model_type=hp.spm_model_type, character_coverage=hp.character_coverage
-        )
-        train = self.raw["train"]
+            vocab_size=hp.vocab_size, model_type=hp.spm_model_type, character_coverage=hp.character_coverage,
+            sample_size=hp.spm_sample_size, normalization=hp.spm_normalization,
+        )  # fmt: skip
+        src_path, tgt_path = self.files["train"]
         if hp.joint_vocab:
             key = cache_key("joint", train_digests, settings)
-            tok = load_or_train(hp.cache_dir, key, lambda: _nonempty(train.src) + _nonempty(train.tgt), **settings)
+            tok = load_or_train(hp.cache_dir, key, lambda: _nonempty(src_path, tgt_path), **settings)
             self.src_tokenizer = self.tgt_tokenizer = tok
         else:
-            self.src_tokenizer = load_or_train(
-                hp.cache_dir,
-                cache_key("src", train_digests[0], settings),
-                lambda: _nonempty(train.src),
-                **settings,
-            )
-            self.tgt_tokenizer = load_or_train(
-                hp.cache_dir,
-                cache_key("tgt", train_digests[1], settings),
-                lambda: _nonempty(train.tgt),
-                **settings,
-            )
-
-    def _encode(self, split: RawSplit, digests: list[str]) -> tuple[list[list[int]], list[list[int]]]:
-        """Encode a split with the tokenizers, cached by file contents and tokenizer."""
-        key = cache_key(
-            "enc",
-            digests,
-            cache_key(self.src_tokenizer.proto.hex()),
-            cache_key(self.tgt_tokenizer.proto.hex()),
-        )
-        path = Path(self.hparams.cache_dir) / f"corpus-{key}.pt"
-        if path.is_file():
-            data = torch.load(path, weights_only=True)
-            return _unflatten(*data["src"]), _unflatten(*data["tgt"])
-        src, tgt = self.src_tokenizer.encode(split.src), self.tgt_tokenizer.encode(split.tgt)
-        buf = io.BytesIO()
-        torch.save({"src": _flatten(src), "tgt": _flatten(tgt)}, buf)
-        write_atomic(path, buf.getvalue())
-        return src, tgt
-
-    def _filter(
-        self,
-        name: str,
-        split: RawSplit,
-        src_ids: list[list[int]],
-        tgt_ids: list[list[int]],
-        max_length: int | None,
-    ) -> np.ndarray:
-        """Drop empty/whitespace-only pairs, and (training only) pairs longer than ``max_length`` pieces."""
-        empty = np.array([not s.strip() or not t.strip() for s, t in zip(split.src, split.tgt)], dtype=bool)
-        too_long = np.zeros_like(empty)
-        if max_length is not None:
-            too_long = np.array([max(len(s), len(t)) > max_length for s, t in zip(src_ids, tgt_ids)], dtype=bool)
-            too_long &= ~empty
-        keep = np.flatnonzero(~(empty | too_long))
-        log.info(
-            "%s: %d pairs kept, %d empty dropped, %d longer than data.max_length=%s dropped (%s, %s)",
-            name, len(keep), int(empty.sum()), int(too_long.sum()), max_length, split.src_path, split.tgt_path,
-        )  # fmt: skip
-        if len(keep) == 0:
-            raise DataError(
-                f"{name} split has no pairs left after filtering ({split.src_path}, {split.tgt_path}): "
-                f"{int(empty.sum())} empty, {int(too_long.sum())} longer than data.max_length={max_length}"
-            )
-        return keep
+            src_key, tgt_key = (cache_key(side, d, settings) for side, d in zip(("src", "tgt"), train_digests))
+            self.src_tokenizer = load_or_train(hp.cache_dir, src_key, lambda: _nonempty(src_path), **settings)
+            self.tgt_tokenizer = load_or_train(hp.cache_dir, tgt_key, lambda: _nonempty(tgt_path), **settings)
 
     # -- loaders ------------------------------------------------------------------------------------
     def _eval_sampler(self, name: str) -> BucketBatchSampler:
@@ -249,7 +203,10 @@ class TranslationDataModule(L.LightningDataModule):
         return corpus.index[ids].tolist(), corpus.n_lines
 
     def _text(self, split: str, ids: list[int], side: str) -> list[str]:
-        lines = getattr(self.raw[split], side)
+        if split not in self.text:  # the training split's text is not kept: its pieces, decoded
+            corpus, tokenizer = self.datasets[split], getattr(self, f"{side}_tokenizer")
+            return tokenizer.decode([corpus[i][1 if side == "src" else 2].tolist() for i in ids])
+        lines = getattr(self.text[split], side)
         return [lines[i] for i in self.datasets[split].index[ids].tolist()]
 
     # -- resuming -----------------------------------------------------------------------------------
@@ -313,6 +270,7 @@ class Multi30kDataModule(TranslationDataModule):
 
     def prepare_data(self) -> None:
         multi30k.ensure_files(self.root, self.needed, allow_download=self.download)
+        super().prepare_data()
 
     def setup(self, stage: str | None = None) -> None:
         multi30k.ensure_files(self.root, self.needed, allow_download=False)
@@ -325,15 +283,7 @@ def _pair(key: str, pair) -> tuple[Path, Path]:
     return Path(pair[0]).expanduser(), Path(pair[1]).expanduser()
 
 
-def _nonempty(lines: list[str]) -> list[str]:
-    return [line for line in lines if line.strip()]
-
-
-def _flatten(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.int64)
-    flat = torch.tensor([i for s in seqs for i in s], dtype=torch.int32)
-    return flat, lengths
-
-
-def _unflatten(flat: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
-    return [chunk.tolist() for chunk in torch.split(flat, lengths.tolist())]
+def _nonempty(*paths: Path) -> Iterator[str]:
+    """The non-empty lines of the files, streamed (SentencePiece samples from them)."""
+    for path in paths:
+        yield from (line for line in iter_lines(path) if line.strip())

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import sentencepiece as spm
@@ -45,7 +46,7 @@ class Tokenizer:
         return cls(tensor.numpy().tobytes())
 
     def encode(self, sentences: list[str]) -> list[list[int]]:
-        return self.sp.encode(sentences, out_type=int)
+        return self.sp.encode(sentences, out_type=int, num_threads=os.cpu_count() or 1)
 
     def pieces(self, sentence: str) -> list[str]:
         return self.sp.encode(sentence, out_type=str)
@@ -59,13 +60,26 @@ class Tokenizer:
 
 
 def train_tokenizer(
-    sentences: list[str], vocab_size: int, model_type: str = "unigram", character_coverage: float = 1.0
+    sentences: Iterable[str],
+    vocab_size: int,
+    model_type: str = "unigram",
+    character_coverage: float = 1.0,
+    sample_size: int = 0,
+    normalization: str = "nmt_nfkc",
 ) -> Tokenizer:
-    """Train SentencePiece in memory; a vocab_size the corpus cannot support gets a clear error."""
+    """Train SentencePiece in memory; a vocab_size the corpus cannot support gets a clear error.
+
+    ``sentences`` is read once, as a stream; with ``sample_size`` > 0 SentencePiece trains on a uniform random
+    sample of that many sentences (its ``input_sentence_size``). ``normalization`` is its normalisation rule
+    (``nmt_nfkc``, ``nfkc``, ``identity``, ...), stored in the model, so encoding applies it too.
+    """
     model = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(sentences),
+            input_sentence_size=sample_size,
+            shuffle_input_sentence=True,
+            normalization_rule_name=normalization,
             model_writer=model,
             vocab_size=vocab_size,
             model_type=model_type,
