@@ -17,13 +17,14 @@ Prints a Markdown table; writes JSON with --json.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from seq2seq_lit.data.corpus import read_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 MULTI30K = Path(os.environ.get("SEQ2SEQ_LIT_TEST_DATA", ROOT.parent / "shared/data/multi30k"))
@@ -34,8 +35,7 @@ def synthetic_corpus(out_dir: Path, n: int) -> tuple[Path, Path]:
     src_path, tgt_path = out_dir / f"train{n}.en", out_dir / f"train{n}.de"
     if src_path.is_file() and tgt_path.is_file():
         return src_path, tgt_path
-    en = gzip.open(MULTI30K / "train.en.gz", "rt", encoding="utf-8").read().splitlines()
-    de = gzip.open(MULTI30K / "train.de.gz", "rt", encoding="utf-8").read().splitlines()
+    en, de = (read_lines(MULTI30K / f"train.{lang}.gz") for lang in ("en", "de"))
     m = len(en)
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(src_path.with_suffix(".tmp-en"), "w") as fs, open(tgt_path.with_suffix(".tmp-de"), "w") as ft:
