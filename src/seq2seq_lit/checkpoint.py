@@ -24,19 +24,20 @@ def architecture_keys(hparams: dict[str, Any]) -> list[str]:
     return ["network"] + [key for key in network_keys(network_class(hparams)) if "dropout" not in key]
 
 
-def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` of a seq2seq_lit checkpoint, with errors that name the file."""
+def read_checkpoint(path: str | Path, map_location: str = "cpu", key: str = "ckpt_path") -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a seq2seq_lit checkpoint, with errors that name the file (as the
+    config ``key`` that gave it)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise MissingFileError(f"ckpt_path={path}: no such checkpoint file")
+        raise MissingFileError(f"{key}={path}: no such checkpoint file")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
         missing = [key for key in ("state_dict", "hyper_parameters", "tokenizers") if key not in ckpt]
     except Exception as err:  # torch raises many types for truncated or foreign files
         reason = f"{type(err).__name__}: {err}"
-        raise CheckpointError(f"ckpt_path={path}: not a readable seq2seq_lit checkpoint ({reason})") from None
+        raise CheckpointError(f"{key}={path}: not a readable seq2seq_lit checkpoint ({reason})") from None
     if missing:
-        raise CheckpointError(f"ckpt_path={path}: not a readable seq2seq_lit checkpoint (no {', '.join(missing)})")
+        raise CheckpointError(f"{key}={path}: not a readable seq2seq_lit checkpoint (no {', '.join(missing)})")
     return ckpt
 
 
@@ -69,18 +70,21 @@ def _network_setting(hparams: dict[str, Any], key: str) -> Any:
     return (hparams.get(key) or RNN_NETWORK) if key == "network" else hparams.get(key)
 
 
-def check_resumable(ckpt: dict[str, Any], path: str | Path, hparams: dict[str, Any], tokenizers: dict) -> None:
-    """Fail with the differing keys if ``ckpt`` was trained with another architecture or vocabulary."""
+def check_architecture(ckpt: dict[str, Any], where: str, hparams: dict[str, Any], advice: str) -> None:
+    """Fail naming each differing key if ``ckpt`` holds another network than ``hparams`` describe."""
     saved = ckpt["hyper_parameters"]
     diffs = [
-        f"model.{key}={saved.get(key)} there, {hparams.get(key)} here"
+        f"model.{key}={_network_setting(saved, key)} there, {_network_setting(hparams, key)} here"
         for key in architecture_differences(saved, hparams)
     ]
     if diffs:
-        raise CheckpointError(
-            f"ckpt_path={path} was trained with another model configuration: {'; '.join(diffs)}. Resume with the "
-            "run's own config (its config.yaml) or start a new run without ckpt_path"
-        )
+        raise CheckpointError(f"{where} was trained with another model configuration: {'; '.join(diffs)}. {advice}")
+
+
+def check_resumable(ckpt: dict[str, Any], path: str | Path, hparams: dict[str, Any], tokenizers: dict) -> None:
+    """Fail with the differing keys if ``ckpt`` was trained with another architecture or vocabulary."""
+    advice = "Resume with the run's own config (its config.yaml) or start a new run without ckpt_path"
+    check_architecture(ckpt, f"ckpt_path={path}", hparams, advice)
     for side in ("src", "tgt"):
         if not torch.equal(ckpt["tokenizers"][side], tokenizers[side].as_tensor()):
             raise CheckpointError(
@@ -125,3 +129,38 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
         ) from None
     src, tgt = Tokenizer.from_tensor(toks["src"]), Tokenizer.from_tensor(toks["tgt"])
     return Checkpoint(model.eval(), src, tgt, hparams)
+
+
+@dataclass
+class InitFrom:
+    """``init_from=PATH``: a new run (fine-tuning) that starts from a checkpoint's weights and tokenizers, with a
+    fresh optimizer, scheduler and step count."""
+
+    path: Path
+    ckpt: dict[str, Any]
+
+    @classmethod
+    def from_config(cls, cfg: Any, resuming: bool) -> InitFrom | None:
+        if not cfg.get("init_from"):
+            return None
+        if resuming:
+            log.info(
+                "init_from=%s and ckpt_path=%s: resuming (the checkpoint holds the fine-tuned weights, optimizer "
+                "and step); init_from is not used", cfg.init_from, cfg.ckpt_path,
+            )  # fmt: skip
+            return None
+        path = Path(cfg.init_from).expanduser()
+        return cls(path, read_checkpoint(path, key="init_from"))
+
+    def tokenizers(self) -> tuple[Tokenizer, Tokenizer]:
+        """The checkpoint's tokenizers: the data is encoded with them, so the vocabulary stays the model's."""
+        toks = self.ckpt["tokenizers"]
+        return Tokenizer.from_tensor(toks["src"]), Tokenizer.from_tensor(toks["tgt"])
+
+    def load_into(self, module: Any) -> None:
+        """Copy the weights into the run's LightningModule, whose network must be the checkpoint's."""
+        advice = "Fine-tuning keeps the network: drop the overrides that change it"
+        check_architecture(self.ckpt, f"init_from={self.path}", dict(module.hparams), advice)
+        weights = {k.removeprefix("model."): v for k, v in self.ckpt["state_dict"].items() if k.startswith("model.")}
+        module.model.load_state_dict(weights)
+        log.info("init_from=%s: weights and tokenizers loaded; optimizer, scheduler and steps start afresh", self.path)

@@ -218,6 +218,9 @@ class TrainConfig:
     # Seed for Python, NumPy, torch and dataloader workers; 0 is a valid seed; null draws one (logged).
     seed: int | None = 42
     ckpt_path: str | None = None  # resume: a checkpoint path, or `last` for the newest under logs/<task_name>/
+    # Fine-tune: a new run from a checkpoint's weights and tokenizers, with a fresh optimizer, scheduler and step
+    # count (ckpt_path, if also given, resumes and wins).
+    init_from: str | None = None
     train: bool = True
     test: bool = True  # test the best checkpoint on data's test sets after fit
     optimized_metric: str = "val/ppl"  # what `train` returns to sweepers

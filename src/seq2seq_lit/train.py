@@ -69,6 +69,7 @@ def _train(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> tuple[
     import lightning as L
     from hydra.utils import instantiate
 
+    from seq2seq_lit.checkpoint import InitFrom
     from seq2seq_lit.resume import Resume
 
     resume = Resume.from_config(cfg)
@@ -82,6 +83,9 @@ def _train(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> tuple[
 
     log.info("Instantiating datamodule <%s>", cfg.data._target_)
     datamodule = instantiate(cfg.data, _convert_="all")
+    init = InitFrom.from_config(cfg, resuming=resume.path is not None)
+    if init is not None:
+        datamodule.use_tokenizers(*init.tokenizers())
     # Tokenizers are needed to size the model, so set up the data before the Trainer does.
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -97,6 +101,8 @@ def _train(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> tuple[
     )
     model.set_tokenizers(datamodule.src_tokenizer, datamodule.tgt_tokenizer)
     resume.check(dict(model.hparams), {"src": datamodule.src_tokenizer, "tgt": datamodule.tgt_tokenizer})
+    if init is not None:
+        init.load_into(model)
 
     loggers = resume.loggers(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=resume.callbacks(cfg.get("callbacks")), logger=loggers or False)

@@ -80,6 +80,7 @@ class TranslationDataModule(L.LightningDataModule):
         self.text: dict[str, EvalText] = {}
         self.train_sampler: BucketBatchSampler | None = None
         self._prepared: dict[str, Path] = {}
+        self._given_tokenizers = False
 
     # -- set-up -------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -129,7 +130,13 @@ class TranslationDataModule(L.LightningDataModule):
     def _fetch(self) -> None:
         """Make the split files available (a source that exports them does it here, under the lock)."""
 
+    def use_tokenizers(self, src: Tokenizer, tgt: Tokenizer) -> None:
+        """Encode with these tokenizers (a fine-tuned checkpoint's) instead of training new ones."""
+        self.src_tokenizer, self.tgt_tokenizer, self._given_tokenizers = src, tgt, True
+
     def _build_tokenizers(self, train_digests: list[str]) -> None:
+        if self._given_tokenizers:
+            return
         hp = self.hparams
         settings = dict(
             vocab_size=hp.vocab_size, model_type=hp.spm_model_type, character_coverage=hp.character_coverage,
