@@ -37,7 +37,7 @@ def test_init_from_keeps_weights_and_vocabulary_and_starts_afresh(
     for key, value in start["state_dict"].items():
         assert torch.equal(done["state_dict"][key], value), key
     assert done["global_step"] == 2 < start["global_step"]  # the step count starts at 0
-    (state,) = (done["optimizer_states"][0]["state"].values().__iter__().__next__(),)
+    state = next(iter(done["optimizer_states"][0]["state"].values()))
     assert int(state["step"]) == 2  # a fresh optimizer: two updates, not the old run's count plus two
 
 
