@@ -168,7 +168,8 @@ class Sublayers(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(hidden_size) for _ in range(n))
         self.dropout, self.pre_norm = nn.Dropout(dropout), norm == "pre"
 
-    def __call__(self, i: int, x: torch.Tensor, sublayer: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def forward(self, i: int, x: torch.Tensor, sublayer: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``x`` plus sublayer ``i``'s output, normalised before it (pre-LN) or after the sum (post-LN)."""
         if self.pre_norm:
             return x + self.dropout(sublayer(self.norms[i](x)))
         return self.norms[i](x + self.dropout(sublayer(x)))
