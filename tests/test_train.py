@@ -32,6 +32,11 @@ def run_cli(args: list[str], cwd: Path, cache_dir: Path, env: dict | None = None
     )
 
 
+def summary_minutes(run_dir: Path) -> float:
+    """The run's whole wall time in minutes (summary.json), which bounds every time it logged."""
+    return json.loads((run_dir / "summary.json").read_text())["wall_time_s"] / 60 + 0.01
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:
     with open(run_dir / "csv" / "metrics.csv") as f:
         return list(csv.DictReader(f))
@@ -163,8 +168,10 @@ def test_short_real_run_logs_curves_and_saves_a_self_contained_checkpoint(
     from seq2seq_lit.report import main as report
 
     report([str(run_dir)])
-    for name in ("loss.png", "ppl.png", "bleu.png"):
+    for name in ("loss.png", "ppl.png", "bleu.png", "bleu_vs_minutes.png"):
         assert (run_dir / "report" / name).read_bytes()[:4] == b"\x89PNG"
+    minutes = [float(r["val/minutes"]) for r in rows if r.get("val/minutes")]
+    assert minutes and minutes == sorted(minutes) and 0 < minutes[-1] < summary_minutes(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["params"] == sum(p.numel() for p in module.parameters())
 

@@ -168,10 +168,17 @@ class TranslationModule(L.LightningModule):
             refs = self.trainer.datamodule.references("val", batch["ids"].tolist())
             self._val_pairs += zip(self.decode(batch, self.decoding.val_beam_size), refs)
 
+    def on_fit_start(self) -> None:
+        self._fit_start = time.monotonic()
+
     def on_validation_epoch_end(self) -> None:
         """``val/bleu``: sacreBLEU over the whole validation set (all ranks' sentences), scored exactly as the
-        test stage and ``evaluate`` score (``scoring.score_corpus``)."""
+        test stage and ``evaluate`` score (``scoring.score_corpus``); ``val/minutes``: wall-clock minutes since
+        this process started fitting, so quality can be read against time."""
         from seq2seq_lit.scoring import score_corpus
+
+        if hasattr(self, "_fit_start") and not self.trainer.sanity_checking:
+            self.log("val/minutes", (time.monotonic() - self._fit_start) / 60)
 
         if self.decoding.val_bleu and self.tgt_tokenizer is not None:
             pairs, self._val_pairs = _gather(self._val_pairs), []

@@ -58,6 +58,14 @@ def plot_run(run_dir: Path, out_dir: Path) -> list[Path]:
         ax.set_title(f"{run_dir.name}: {quantity}")
         ax.legend()
         written.append(_save(fig, out_dir / f"{quantity}.png"))
+    timed = [(r["val/minutes"], r["val/bleu"]) for r in rows if "val/minutes" in r and "val/bleu" in r]
+    if timed:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot([t for t, _ in timed], [b for _, b in timed], "o-")
+        ax.set_xlabel("minutes of training")
+        ax.set_ylabel("val/bleu")
+        ax.set_title(f"{run_dir.name}: val/bleu against time")
+        written.append(_save(fig, out_dir / "bleu_vs_minutes.png"))
     return written
 
 
