@@ -180,17 +180,17 @@ def bare_throughput(dm, batches: list, steps: int, device: str = "cpu", forward=
     return statistics.median(rates[3:])
 
 
-def training_rss_mb(args: argparse.Namespace, steps: int) -> float:
+def training_rss_mb(args: argparse.Namespace, steps: int, family: str = "rnn") -> float:
     """Peak RSS of a training run on its own: a child process that sets up the data and trains ``steps`` steps."""
     # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across fork + exec.
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import bench; "
         "dm, batches = bench.reference_batches(*sys.argv[2:4], int(sys.argv[4])); "
-        "bench.lightning_throughput(dm, batches, '32-true', int(sys.argv[4]), sys.argv[5]); "
+        "bench.lightning_throughput(dm, batches, '32-true', int(sys.argv[4]), sys.argv[5], sys.argv[6]); "
         "print(next(line for line in open('/proc/self/status') if line.startswith('VmHWM:')).split()[1])"
     )
     cmd = [sys.executable, "-c", code, str(Path(__file__).parent), str(args.data), str(args.cache), str(steps)]
-    cmd.append(args.device)
+    cmd += [args.device, family]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return int(out.split()[-1]) / 1024
 
@@ -426,9 +426,10 @@ class WithoutCache(torch.nn.Module):
 
 def transformer_figures(res: dict, dm, batches: list, steps: int, sentences: list[str], args) -> None:
     """The Transformer recipe's network beside the RNN reference, in the same run: training tok/s (fp32 and
-    bf16-mixed) and MFU, greedy and beam-5 sentences/s with the cache and without it. Decoding uses the newest
-    Transformer recipe checkpoint (``--transformer-ckpt``) and, for the ratio to the RNN, the RNN figures above;
-    without checkpoints both families' untrained networks decode to the length limit (the same work each)."""
+    bf16-mixed) and MFU, greedy and beam-5 sentences/s with the cache and without it, and their ratio to the RNN
+    figures above. The Transformer recipe checkpoint (``--transformer-ckpt``, or the newest under logs/) decodes
+    when the RNN figures come from a trained checkpoint too; otherwise both families' untrained networks decode
+    (and the checkpoint's speed is added as ``*_recipe_ckpt``)."""
     from seq2seq_lit.translator import Translator
 
     fp32 = lightning_throughput(dm, batches, "32-true", steps, args.device, family="transformer")[0]
@@ -442,18 +443,20 @@ def transformer_figures(res: dict, dm, batches: list, steps: int, sentences: lis
     res["transformer_mfu_fp32"] = fp32 * flops / (res["matmul_gflops_fp32"] * 1e9)
     res["transformer_mfu_bf16"] = bf16 * flops / (res["matmul_gflops_bf16"] * 1e9)
     ckpt = args.transformer_ckpt or newest_recipe_checkpoint("multi30k_en_de_transformer")
-    if ckpt is not None:
-        translator = Translator.from_checkpoint(ckpt, args.device)
-        res["transformer_decoding_model"] = str(ckpt)
-    else:
-        translator = Translator(model.eval(), dm.src_tokenizer, dm.tgt_tokenizer, 100)
-        res["transformer_decoding_model"] = "untrained recipe network (outputs run to the length limit)"
-    translator.model.eval()
+    untrained = Translator(model.eval(), dm.src_tokenizer, dm.tgt_tokenizer, 100)
+    # Like against like: trained recipe models on both sides, or both untrained networks (every output to the
+    # length limit: the same number of steps for both families).
+    rnn_trained = not str(res["decoding_model"]).startswith("untrained")
+    translator = Translator.from_checkpoint(ckpt, args.device) if ckpt is not None and rnn_trained else untrained
+    res["transformer_decoding_model"] = str(ckpt) if translator is not untrained else "untrained recipe network"
     uncached = Translator(WithoutCache(translator.model), translator.src_tokenizer, translator.tgt_tokenizer, 100)
     for name, beam in (("greedy", 1), ("beam5", 5)):
         res[f"transformer_{name}_sent_s"] = decoding_speed(translator, sentences, beam, device=args.device)
         res[f"transformer_{name}_sent_s_bf16"] = decoding_speed(translator, sentences, beam, True, args.device)
         res[f"transformer_{name}_sent_s_no_cache"] = decoding_speed(uncached, sentences, beam, device=args.device)
+        if ckpt is not None and not rnn_trained:
+            trained = Translator.from_checkpoint(ckpt, args.device)
+            res[f"transformer_{name}_sent_s_recipe_ckpt"] = decoding_speed(trained, sentences, beam, device=args.device)
         res[f"transformer_{name}_speedup_vs_rnn"] = res[f"transformer_{name}_sent_s"] / res[f"{name}_sent_s"]
 
 
@@ -559,6 +562,7 @@ def main() -> None:
         res["help_s"] = help_seconds()
     with stage(stages, "peak_rss"):
         res["peak_rss_mb"] = training_rss_mb(args, 6 if args.quick else steps)
+        res["transformer_peak_rss_mb"] = training_rss_mb(args, 6 if args.quick else steps, "transformer")
     res["peak_rss_mb_harness"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cpu = platform.processor() or platform.machine()
     res["machine"] = f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
