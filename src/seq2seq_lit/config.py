@@ -59,9 +59,11 @@ def validate_data_args(data: Any) -> None:
 def validate_train_config(cfg: Any) -> None:
     """The start-up checks of ``train``: settings the model or the data cannot take, named by key."""
     from seq2seq_lit.models import network_class
+    from seq2seq_lit.objectives import check_objective
 
     m = cfg.model
     network_class(m).validate(m)
+    check_objective(m.objective)
     validate_data_args(cfg.data)
     if m.share_embeddings and not cfg.data.joint_vocab:
         raise ConfigError("model.share_embeddings=true needs data.joint_vocab=true: one vocabulary for both languages")
@@ -85,6 +87,18 @@ class DecodingSettings(SearchLimits):
     test_beam_size: int = 5  # after fit, the best checkpoint is tested with this beam: test/bleu, test/chrf
 
 
+@dataclass
+class ObjectiveConfig:
+    """``model.objective``: what training minimises, chosen with ``model/objective=mle|mrt``."""
+
+    name: str = "mle"  # mle: the masked NLL; mrt: minimum risk training (seq2seq_lit.objectives)
+    samples: int = 8  # mrt: candidates drawn per source sentence
+    alpha: float = 0.005  # mrt: sharpness of the distribution renormalised over the candidates
+    metric: str = "bleu"  # mrt: the risk is 1 - metric / 100; bleu (smoothed sentence BLEU) | chrf
+    include_reference: bool = True  # mrt: the reference is one of the candidates
+    mle_weight: float = 0.3  # mrt: loss = mle_weight * MLE + (1 - mle_weight) * risk
+
+
 def default_optimizer() -> dict[str, Any]:
     return {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.001, "weight_decay": 0.0}
 
@@ -104,6 +118,7 @@ class ModelConfig:
     max_nonfinite_steps: int = 5  # consecutive steps with a NaN/inf loss (skipped) before training stops
     optimizer: Any = field(default_factory=default_optimizer)
     scheduler: Any = None  # chosen with the model/scheduler group
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     decoding: DecodingSettings = field(default_factory=DecodingSettings)
 
 

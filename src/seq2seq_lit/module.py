@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torchmetrics import MeanMetric, Metric
 
-from seq2seq_lit.config import DecodingConfig, DecodingSettings
+from seq2seq_lit.config import DecodingConfig, DecodingSettings, ObjectiveConfig
 from seq2seq_lit.data.tokenizer import Tokenizer
 from seq2seq_lit.data.vocab import PAD_ID
 from seq2seq_lit.errors import ConfigError, DivergedError
@@ -63,6 +63,7 @@ class TranslationModule(L.LightningModule):
         scheduler: dict[str, Any] | None,
         decoding: dict[str, Any],
         network: str,
+        objective: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
         **network_args: Any,
     ) -> None:
@@ -79,6 +80,7 @@ class TranslationModule(L.LightningModule):
         self.mean_loss = torch.nn.ModuleDict({f"{stage}_": MeanMetric() for stage in stages})
         self.mean_nll = torch.nn.ModuleDict({f"{stage}_": MeanMetric() for stage in stages})
         self.decoding = DecodingSettings(**decoding)
+        self.objective = ObjectiveConfig(**(objective or {}))
         self.src_tokenizer: Tokenizer | None = None
         self.tgt_tokenizer: Tokenizer | None = None
         self._val_pairs: list[tuple[str, str]] = []  # (hypothesis, reference) of this validation
@@ -105,6 +107,12 @@ class TranslationModule(L.LightningModule):
         log_probs = self(batch["src"], batch["src_lengths"], tgt[:, :-1])
         loss_sum, nll_sum, n_tokens = masked_nll(log_probs, tgt[:, 1:], self.hparams.label_smoothing)
         loss = loss_sum / n_tokens
+        if stage == "train" and self.objective.name == "mrt":
+            risk, metric = self.minimum_risk(batch)
+            loss = self.objective.mle_weight * loss + (1 - self.objective.mle_weight) * risk
+            self.log("train/risk", risk, on_step=True, on_epoch=True, batch_size=tgt.size(0))
+            self.log(f"train/candidate_{self.objective.metric}", metric, on_step=True, on_epoch=True,
+                     batch_size=tgt.size(0))  # fmt: skip
         if stage == "train":
             self._batch_nonfinite = not self._finite_on_every_rank(loss)
             self._skip_update |= self._batch_nonfinite
@@ -122,6 +130,42 @@ class TranslationModule(L.LightningModule):
         self.log(f"{stage}/nll", mean_nll, on_step=on_step, on_epoch=True, batch_size=batch_size)
         self.log(f"{stage}/ppl", ppl, on_step=on_step, on_epoch=True, batch_size=batch_size)
         return loss
+
+    def minimum_risk(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Minimum risk training's loss for a batch (``seq2seq_lit.objectives``) and the candidates' mean metric.
+
+        The candidates of the whole batch are drawn together (dropout off), scored against the references with
+        sacreBLEU, and their log-probabilities computed in one teacher-forced pass over ``batch x samples`` rows.
+        """
+        from seq2seq_lit.objectives import candidates, expected_risk, sentence_metric
+        from seq2seq_lit.search import sample
+
+        if self.tgt_tokenizer is None:
+            raise ConfigError("model.objective.name=mrt scores detokenized candidates: the module needs tokenizers")
+        o, d = self.objective, self.decoding
+        src, src_lengths, tgt = batch["src"], batch["src_lengths"], batch["tgt"]
+        k = o.samples
+        training = self.model.training
+        self.model.eval()
+        drawn, lengths = sample(self.model, src, src_lengths, n=k, max_len_a=d.max_len_a, max_len_b=d.max_len_b)
+        self.model.train(training)
+        cands = candidates(drawn, lengths, k, tgt if o.include_reference else None)
+
+        def text(rows: torch.Tensor) -> list[str]:
+            # Rows of [BOS] y [EOS] PAD...: the pieces of y, detokenized.
+            return self.tgt_tokenizer.decode([[t for t in row[1:].tolist() if t != PAD_ID][:-1] for row in rows])
+
+        hyps, refs = text(cands.tgt), text(tgt)
+        score = sentence_metric(o.metric)
+        metric = torch.tensor([score(h, refs[i // k]) for i, h in enumerate(hyps)], device=src.device).view(-1, k)
+        # |metric| = (batch_size, k)
+        log_probs = self.model(src.repeat_interleave(k, 0), src_lengths.repeat_interleave(k, 0), cands.tgt[:, :-1])
+        gold = cands.tgt[:, 1:]
+        token_lp = log_probs.gather(-1, gold.unsqueeze(-1)).squeeze(-1).masked_fill(gold == PAD_ID, 0.0)
+        seq_lp = token_lp.sum(dim=1).view(-1, k).float()
+        risk = expected_risk(seq_lp, 1 - metric / 100, o.alpha, cands.valid).mean()
+        valid = cands.valid.float()
+        return risk, (metric * valid).sum() / valid.sum()
 
     def _finite_on_every_rank(self, loss: torch.Tensor) -> bool:
         """Whether the loss is finite on all ranks: every rank must skip the same steps, or DDP's gradient

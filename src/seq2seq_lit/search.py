@@ -230,3 +230,36 @@ def beam_search(
         fin_lp[:, :n_best],
         fin_attn[:, :n_best, :used] if return_attention else None,
     )
+
+
+@torch.no_grad()
+def sample(
+    model, src: torch.Tensor, src_lengths: torch.Tensor, *, n: int, max_len_a: float = _LIMITS.max_len_a,
+    max_len_b: int = _LIMITS.max_len_b,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """``n`` translations per sentence drawn from the model's distribution, token by token (ancestral sampling).
+
+    Returns the tokens ``(batch * n, max_len)`` (a sentence's ``n`` rows together, PAD after EOS) and their
+    lengths, EOS included. EOS is forced at the length limit.
+    """
+    batch, device = src.size(0), src.device
+    state = model.reorder_state(model.encode(src, src_lengths), torch.arange(batch, device=device).repeat_interleave(n))
+    limit = max_lengths(src_lengths, max_len_a, max_len_b).to(device).repeat_interleave(n)
+    max_len = int(limit.max())
+    tokens = src.new_full((batch * n, max_len), PAD_ID)
+    lengths = limit.clone()
+    done = torch.zeros(batch * n, dtype=torch.bool, device=device)
+    y = src.new_full((batch * n, 1), BOS_ID)
+    for t in range(max_len):
+        step_lp, _, state = model.decode(y, state)
+        token = torch.multinomial(step_lp[:, -1].float().exp(), 1).squeeze(1)
+        token = torch.where(t + 1 >= limit, torch.full_like(token, EOS_ID), token)
+        token = token.masked_fill(done, PAD_ID)
+        tokens[:, t] = token
+        ended = (token == EOS_ID) & ~done
+        lengths[ended] = t + 1
+        done |= ended
+        if bool(done.all()):
+            break
+        y = token.masked_fill(done, EOS_ID).unsqueeze(1)  # finished rows keep stepping (their output is ignored)
+    return tokens[:, : int(lengths.max())], lengths

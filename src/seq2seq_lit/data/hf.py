@@ -72,8 +72,8 @@ class HFDataModule(TranslationDataModule):
     ) -> None:
         # src_lang/tgt_lang only name the fields (translation.<lang>) and record the direction.
         splits = {"train": train_split, "val": val_split, **{name: name for name in test_splits}}
-        self.source = {"path": path, "name": name, "revision": revision, "fields": [src_field, tgt_field]}
-        export = Path(kwargs["cache_dir"]) / f"hf-{cache_key(self.source)}"
+        self.path, self.name, self.revision, self.fields = path, name, revision, (src_field, tgt_field)
+        export = Path(kwargs["cache_dir"]) / f"hf-{cache_key(path, name, revision, src_field, tgt_field)}"
         self.exports = {
             role: (split, export / f"{role}.src.txt", export / f"{role}.tgt.txt") for role, split in splits.items()
         }
@@ -88,11 +88,11 @@ class HFDataModule(TranslationDataModule):
 
     def _export(self, split: str, src: Path, tgt: Path) -> None:
         """Write a split's two fields as line-aligned text files, atomically (a killed export is redone)."""
-        data = load_split(self.source["path"], self.source["name"], split, self.source["revision"])
-        src_field, tgt_field = self.source["fields"]
+        data = load_split(self.path, self.name, split, self.revision)
+        src_field, tgt_field = self.fields
         src.parent.mkdir(parents=True, exist_ok=True)
         tmp = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in (src, tgt)]
-        where = f"data.path={self.source['path']} split {split!r}"
+        where = f"data.path={self.path} split {split!r}"
         with open(tmp[0], "w", encoding="utf-8") as fs, open(tmp[1], "w", encoding="utf-8") as ft:
             for start in range(0, len(data), EXPORT_BATCH):
                 rows = data[start : start + EXPORT_BATCH]  # column-wise: {column: [values]}

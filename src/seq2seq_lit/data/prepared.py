@@ -71,7 +71,7 @@ class PreparedCorpus(Dataset):
 
     def lengths(self) -> tuple[np.ndarray, np.ndarray]:
         """Lengths as they appear in a batch: source + EOS, BOS + target + EOS."""
-        return np.diff(self.src_offsets) + 1, np.diff(self.tgt_offsets) + 2
+        return np.asarray(np.diff(self.src_offsets)) + 1, np.asarray(np.diff(self.tgt_offsets)) + 2
 
 
 class _SideWriter:
@@ -97,8 +97,11 @@ class _SideWriter:
         tokens = np.lib.format.open_memmap(
             self.directory / f"{self.side}.tokens.npy", mode="w+", dtype=self.dtype, shape=(int(lengths.sum()),)
         )
-        tokens[:] = np.fromfile(raw_path, dtype=self.dtype)  # one side at a time: file-backed, not a copy in RAM
+        raw = np.memmap(raw_path, dtype=self.dtype, mode="r") if len(tokens) else tokens
+        for start in range(0, len(tokens), 1 << 24):  # in slices: file to file, never the whole side in memory
+            tokens[start : start + (1 << 24)] = raw[start : start + (1 << 24)]
         tokens.flush()
+        del raw
         del tokens
         raw_path.unlink()
 
@@ -151,10 +154,7 @@ def prepare_split(
             )
             bar.update(len(src_chunk))
         bar.close()
-        for writer in writers:
-            writer.finish()
         kept = np.concatenate(lines) if lines else np.zeros(0, np.int64)
-        np.save(tmp / "lines.npy", kept.astype(np.int64))
         log.info(
             "%s: %d pairs kept, %d empty dropped, %d longer than data.max_length=%s dropped (%s, %s); prepared in "
             "%.1f s", name, len(kept), n_empty, n_long, max_length, src_path, tgt_path, time.perf_counter() - start,
@@ -164,6 +164,9 @@ def prepare_split(
                 f"{name} split has no pairs left after filtering ({src_path}, {tgt_path}): "
                 f"{n_empty} empty, {n_long} longer than data.max_length={max_length}"
             )
+        for writer in writers:
+            writer.finish()
+        np.save(tmp / "lines.npy", kept.astype(np.int64))
         meta = {"lines": n_lines, "kept": len(kept), "empty": n_empty, "too_long": n_long}
         (tmp / "meta.json").write_text(json.dumps(meta) + "\n")
         os.replace(tmp, directory)  # atomic: the directory appears complete or not at all

@@ -1,0 +1,88 @@
+"""Training objectives beyond maximum likelihood: minimum risk training (Shen et al., 2016).
+
+``model/objective=mrt``: for each source, ``samples`` candidate translations are drawn from the model (the
+reference may be one of them), scored against the reference with a sentence-level sacreBLEU metric, and the
+loss is the expected risk ``sum_j Q(y_j | x) (1 - metric_j / 100)`` under the model's distribution renormalised
+over the candidates with sharpness ``alpha``, ``Q(y_j | x) ∝ P(y_j | x) ** alpha``, mixed with the MLE loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from sacrebleu.metrics import BLEU, CHRF
+
+from seq2seq_lit.data.vocab import BOS_ID, PAD_ID
+from seq2seq_lit.errors import ConfigError
+
+OBJECTIVES = ("mle", "mrt")
+METRICS = ("bleu", "chrf")
+
+
+def expected_risk(
+    seq_log_probs: torch.Tensor, cost: torch.Tensor, alpha: float, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per sentence, ``sum_j Q_j cost_j`` with ``Q = softmax(alpha * log P(y_j | x))`` over its valid candidates.
+
+    ``seq_log_probs``, ``cost`` and ``valid`` are ``(batch, k)``; returns ``(batch,)``.
+    """
+    scores = alpha * seq_log_probs
+    if valid is not None:
+        scores = scores.masked_fill(~valid, float("-inf"))
+    q = torch.softmax(scores, dim=1)
+    # |q| = (batch_size, k)
+    return (q * cost).sum(dim=1)
+
+
+def sentence_metric(name: str):
+    """A function ``(hypothesis, reference) -> score in [0, 100]``: smoothed sentence BLEU or chrF."""
+    if name not in METRICS:
+        raise ConfigError(f"model.objective.metric={name!r}; allowed values: {list(METRICS)}")
+    metric = BLEU(effective_order=True) if name == "bleu" else CHRF()
+    return lambda hyp, ref: metric.sentence_score(hyp, [ref]).score
+
+
+@dataclass
+class Candidates:
+    """``k`` candidate translations per sentence, as teacher-forcing input and target."""
+
+    tgt: torch.Tensor  # (batch * k, len): BOS y EOS PAD...
+    valid: torch.Tensor  # (batch, k): False for a duplicate of an earlier candidate of the same sentence
+
+
+def candidates(samples: torch.Tensor, lengths: torch.Tensor, k: int, reference: torch.Tensor | None) -> Candidates:
+    """Sampled outputs (``search.sample``) as ``[BOS] y [EOS]`` rows; with ``reference`` (the batch's ``tgt``)
+    each sentence's last candidate is replaced by its reference. Duplicates within a sentence count once."""
+    rows = samples.size(0)
+    # A sampled row holds y EOS PAD...; prepend BOS.
+    tgt = torch.cat([samples.new_full((rows, 1), BOS_ID), samples], dim=1)
+    if reference is not None:
+        width = max(tgt.size(1), reference.size(1))
+        tgt = torch.nn.functional.pad(tgt, (0, width - tgt.size(1)), value=PAD_ID)
+        ref = torch.nn.functional.pad(reference, (0, width - reference.size(1)), value=PAD_ID)
+        tgt = tgt.view(-1, k, width).clone()
+        tgt[:, -1] = ref
+        tgt = tgt.view(rows, width)
+    batch = rows // k
+    as_lists = [tuple(row[row != PAD_ID].tolist()) for row in tgt]
+    valid = torch.ones(batch, k, dtype=torch.bool, device=tgt.device)
+    for i in range(batch):
+        seen: set[tuple] = set()
+        for j in range(k):
+            valid[i, j] = as_lists[i * k + j] not in seen
+            seen.add(as_lists[i * k + j])
+    return Candidates(tgt, valid)
+
+
+def check_objective(objective: dict) -> None:
+    """Settings the objectives cannot take, named by key."""
+    name = objective.get("name", "mle")
+    if name not in OBJECTIVES:
+        raise ConfigError(f"model.objective.name={name!r}; allowed values: {list(OBJECTIVES)}")
+    if name == "mrt":
+        if objective["samples"] < 2:
+            raise ConfigError(f"model.objective.samples={objective['samples']} must be >= 2")
+        if not 0.0 <= objective["mle_weight"] < 1.0:
+            raise ConfigError(f"model.objective.mle_weight={objective['mle_weight']} must be in [0, 1)")
+        sentence_metric(objective["metric"])
