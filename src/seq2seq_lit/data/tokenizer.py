@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import sentencepiece as spm
@@ -74,9 +74,19 @@ def train_tokenizer(
     (``nmt_nfkc``, ``nfkc``, ``identity``, ...), stored in the model, so encoding applies it too.
     """
     model = io.BytesIO()
+    failed: list[Exception] = []
+
+    def guarded() -> Iterator[str]:
+        # An error while reading (a bad line) would otherwise end SentencePiece's input early, or come back
+        # from C++ without its message: keep it and raise it as it was.
+        try:
+            yield from sentences
+        except Exception as err:
+            failed.append(err)
+
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(sentences),
+            sentence_iterator=guarded(),
             input_sentence_size=sample_size,
             shuffle_input_sentence=True,
             normalization_rule_name=normalization,
@@ -92,6 +102,8 @@ def train_tokenizer(
             minloglevel=2,
         )
     except RuntimeError as err:
+        if failed:
+            raise failed[0] from None
         limit = re.search(r"value <= (\d+)", str(err))
         if limit:
             raise ConfigError(
@@ -107,6 +119,8 @@ def train_tokenizer(
                 "larger (or lower data.character_coverage)."
             ) from None
         raise ConfigError(f"SentencePiece training failed (data.vocab_size={vocab_size}): {err}") from None
+    if failed:
+        raise failed[0]
     return Tokenizer(model.getvalue())
 
 
