@@ -57,12 +57,13 @@ def test_trainer_options_instantiate(option: str, tmp_path, multi30k_root, cache
 @pytest.mark.parametrize("debug", [None, *options("debug")])
 def test_model_and_optimizer_instantiate(option, experiment, debug, tmp_path, multi30k_root, cache_dir) -> None:
     overrides = [f"model/scheduler={option}" if option else "~model/scheduler"]
-    if option == "cosine_budget":  # without a trainer, its length in steps has to be given
-        overrides.append("model.scheduler.scheduler.total_steps=100")
+    if option in ("cosine_budget", "warmup_cosine_budget"):  # without a trainer, its length in steps has to be given
+        overrides.append("model.scheduler.scheduler.total_steps=1000")
     overrides += [f"experiment={experiment}"] if experiment else []
     overrides += [f"debug={debug}"] if debug else []
     cfg = compose_train(tmp_path, multi30k_root, cache_dir, overrides)
-    module = instantiate(cfg.model, src_vocab_size=50, tgt_vocab_size=60, _recursive_=False, _convert_="all")
+    src_vocab = 60 if cfg.data.joint_vocab else 50  # shared embeddings need one vocabulary
+    module = instantiate(cfg.model, src_vocab_size=src_vocab, tgt_vocab_size=60, _recursive_=False, _convert_="all")
     assert module.model.generator.output.out_features == 60
     assert isinstance(module.hparams.optimizer, dict)  # plain types, not DictConfig
     # configure_optimizers needs no trainer
@@ -81,10 +82,11 @@ def test_scheduler_settings_without_a_scheduler_name_the_options(tmp_path, multi
 
 @pytest.mark.parametrize("option", options("data"))
 def test_data_options_instantiate(option: str, tmp_path, multi30k_root, cache_dir) -> None:
-    extra = [f"data.train=[{tmp_path}/a,{tmp_path}/b]", f"data.val=[{tmp_path}/c,{tmp_path}/d]"]
-    cfg = compose_train(
-        tmp_path, multi30k_root, cache_dir, [f"data={option}", *(extra if option != "multi30k" else [])]
-    )
+    extra = {
+        "parallel_text": [f"data.train=[{tmp_path}/a,{tmp_path}/b]", f"data.val=[{tmp_path}/c,{tmp_path}/d]"],
+        "hf": [f"data.path={tmp_path}/dataset"],
+    }
+    cfg = compose_train(tmp_path, multi30k_root, cache_dir, [f"data={option}", *extra.get(option, [])])
     dm = instantiate(cfg.data, _convert_="all")
     assert dm.hparams.vocab_size == 8000
 
