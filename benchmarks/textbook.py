@@ -35,7 +35,8 @@ def force_eos(lp: torch.Tensor, rows) -> None:
 
 def forward(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
     """Teacher-forced log-probabilities ``(batch, tgt_len, |V|)``, the generator applied once after the loop."""
-    memory, (state, feed) = model.encode(src, src_lengths)
+    encoded = model.encode(src, src_lengths)
+    memory, (state, feed) = encoded.memory, encoded.decoder
     outputs = []
     for t in range(tgt_in.size(1)):
         feed, state = decode_step(model, tgt_in[:, t : t + 1], feed, state, memory)
@@ -46,7 +47,8 @@ def forward(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in
 @torch.no_grad()
 def greedy(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, cfg: DecodingConfig) -> list:
     """Token ids per sentence (EOS dropped); every sentence stays in the batch until all have ended."""
-    memory, (state, feed) = model.encode(src, src_lengths)
+    encoded = model.encode(src, src_lengths)
+    memory, (state, feed) = encoded.memory, encoded.decoder
     limit = max_lengths(src_lengths, cfg.max_len_a, cfg.max_len_b)
     y = src.new_full((src.size(0), 1), BOS_ID)
     ended = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
@@ -70,7 +72,8 @@ def greedy(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, cfg: De
 def beam(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, cfg: DecodingConfig) -> list:
     """Best beam-search hypothesis per sentence, with the bookkeeping done sentence by sentence in Python."""
     batch, k, alpha, device = src.size(0), cfg.beam_size, cfg.alpha, src.device
-    memory, (state, feed) = model.encode(src, src_lengths)
+    encoded = model.encode(src, src_lengths)
+    memory, (state, feed) = encoded.memory, encoded.decoder
     rows = torch.arange(batch, device=device).repeat_interleave(k)
     memory, state, feed = memory.index_select(rows), tuple(s.index_select(1, rows) for s in state), feed[rows]
     limits = max_lengths(src_lengths, cfg.max_len_a, cfg.max_len_b).tolist()

@@ -111,8 +111,8 @@ def test_spm_settings_reach_sentencepiece() -> None:
     from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
     proto = model_pb2.ModelProto()
-    proto.ParseFromString(train_tokenizer(text, vocab_size=40, model_type="char", sample_size=25).proto)
-    assert proto.trainer_spec.input_sentence_size == 25 and proto.normalizer_spec.name == "nmt_nfkc"
+    proto.ParseFromString(train_tokenizer(text, vocab_size=40, model_type="char", sample_size=200).proto)
+    assert proto.trainer_spec.input_sentence_size == 200 and proto.normalizer_spec.name == "nmt_nfkc"
 
 
 def test_hf_dataset_from_disk_trains_through_the_same_pipeline(tmp_path: Path, cache_dir: Path) -> None:
@@ -125,7 +125,7 @@ def test_hf_dataset_from_disk_trains_through_the_same_pipeline(tmp_path: Path, c
     args = [
         "data=hf", f"data.path={tmp_path / 'hf'}", "data.test_splits=[]",
         "data.vocab_size=40", "data.max_tokens=200", "experiment=tiny", "logger=csv", "callbacks=none",
-        "trainer.max_steps=3", "trainer.limit_val_batches=1", "test=false", f"paths.root_dir={tmp_path}",
+        "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "test=false", f"paths.root_dir={tmp_path}",
         f"paths.cache_dir={tmp_path / 'cache'}",
     ]  # fmt: skip
     result = subprocess.run(

@@ -52,8 +52,9 @@ def validate_data_args(data: Any) -> None:
         raise ConfigError(
             f"data.spm_normalization={data.get('spm_normalization')!r}; allowed values: {list(SPM_NORMALIZATIONS)}"
         )
-    if data.get("spm_sample_size", 0) < 0:
-        raise ConfigError(f"data.spm_sample_size={data.get('spm_sample_size')} must be >= 0 (0: every sentence)")
+    sample = data.get("spm_sample_size", 0)
+    if sample != 0 and sample <= 100:  # SentencePiece's own lower bound
+        raise ConfigError(f"data.spm_sample_size={sample} must be 0 (every sentence) or more than 100")
 
 
 def validate_train_config(cfg: Any) -> None:

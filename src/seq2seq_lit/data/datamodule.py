@@ -19,7 +19,7 @@ from seq2seq_lit.data.corpus import file_digest, iter_lines, read_parallel
 from seq2seq_lit.data.prepared import PreparedCorpus, prepare_split
 from seq2seq_lit.data.sampler import BucketBatchSampler
 from seq2seq_lit.data.tokenizer import Tokenizer, cache_key, load_or_train
-from seq2seq_lit.errors import ConfigError
+from seq2seq_lit.errors import ConfigError, FileAccessError, MissingFileError
 from seq2seq_lit.resume import batches_done
 
 log = logging.getLogger(__name__)
@@ -109,9 +109,15 @@ class TranslationDataModule(L.LightningDataModule):
 
         hp = self.hparams
         cache = Path(hp.cache_dir)
-        cache.mkdir(parents=True, exist_ok=True)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise FileAccessError(f"cannot write cache file {cache}/.prepare.lock: {err.strerror or err}") from None
         with FileLock(cache / ".prepare.lock"):
             self._fetch()
+            for path in (p for pair in self.files.values() for p in pair):
+                if not path.is_file():
+                    raise MissingFileError(f"{path}: no such file")
             digests = {name: [file_digest(p) for p in pair] for name, pair in self.files.items()}
             self._build_tokenizers(digests["train"])
             assert self.src_tokenizer is not None and self.tgt_tokenizer is not None
