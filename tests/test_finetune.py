@@ -18,7 +18,8 @@ def finetune_overrides(tmp_path: Path, ckpt: Path, *extra: str) -> list[str]:
     val_files = [write(tmp_path / "ftval.en", EN[:10]), write(tmp_path / "ftval.de", DE[:10])]
     return [
         *TRAINED_OVERRIDES, "data=parallel_text", f"data.train=[{train_files[0]},{train_files[1]}]",
-        f"data.val=[{val_files[0]},{val_files[1]}]", f"init_from={ckpt}", "trainer.max_steps=2", "trainer.max_epochs=10", *extra,
+        f"data.val=[{val_files[0]},{val_files[1]}]", f"init_from={ckpt}", "trainer.max_steps=2",
+        "trainer.max_epochs=10", *extra,
     ]  # fmt: skip
 
 
