@@ -31,6 +31,12 @@ def validate_model_args(hp: Any) -> None:
     for key in ("dropout", "attention_dropout", "activation_dropout"):
         if key in hp and not 0.0 <= hp[key] < 1.0:
             raise ConfigError(f"model.{key}={hp[key]} must be in [0, 1)")
+    # Once the vocabularies are known (building the network), not at start-up:
+    if hp.get("share_embeddings") and "src_vocab_size" in hp and hp["src_vocab_size"] != hp["tgt_vocab_size"]:
+        raise ConfigError(
+            f"model.share_embeddings=true needs one vocabulary for both languages (data.joint_vocab=true); "
+            f"got {hp['src_vocab_size']} source and {hp['tgt_vocab_size']} target pieces"
+        )
 
 
 def validate_data_args(data: Any) -> None:

@@ -245,11 +245,6 @@ class Transformer(nn.Module):
     ) -> None:
         super().__init__()
         self.validate(locals())
-        if share_embeddings and src_vocab_size != tgt_vocab_size:
-            raise ConfigError(
-                f"model.share_embeddings=true needs one vocabulary for both languages (data.joint_vocab=true); "
-                f"got {src_vocab_size} source and {tgt_vocab_size} target pieces"
-            )
         layer_args = (hidden_size, n_heads, ffn_size, dropout, attention_dropout, activation_dropout, activation, norm)
         self.src_embeddings = Embeddings(src_vocab_size, hidden_size, dropout, positions, max_positions)
         self.tgt_embeddings = Embeddings(tgt_vocab_size, hidden_size, dropout, positions, max_positions)

@@ -59,11 +59,6 @@ class Seq2Seq(nn.Module):
     ) -> None:
         super().__init__()
         self.validate(locals())
-        if share_embeddings and src_vocab_size != tgt_vocab_size:
-            raise ConfigError(
-                f"model.share_embeddings=true needs one vocabulary for both languages (data.joint_vocab=true); "
-                f"got {src_vocab_size} source and {tgt_vocab_size} target pieces"
-            )
         self.encoder = Encoder(src_vocab_size, word_vec_size, hidden_size, n_layers, dropout, rnn)
         self.decoder = Decoder(tgt_vocab_size, word_vec_size, hidden_size, n_layers, dropout, rnn, attention)
         proj_size = word_vec_size if tie_embeddings and word_vec_size != hidden_size else None
