@@ -26,7 +26,7 @@ def test_prepared_ids_equal_encoding_in_memory(tiny_datamodule, multi30k_root: P
     same filtering and order."""
     dm = tiny_datamodule
     corpus = dm.datasets["train"]
-    assert isinstance(corpus, PreparedCorpus) and isinstance(corpus.src, np.memmap)
+    assert isinstance(corpus, PreparedCorpus) and isinstance(corpus.index, np.memmap)
     src = read_lines(multi30k_root / "train.en.gz")
     tgt = read_lines(multi30k_root / "train.de.gz")
     src_ids, tgt_ids = dm.src_tokenizer.encode(src), dm.tgt_tokenizer.encode(tgt)

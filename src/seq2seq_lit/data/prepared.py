@@ -10,8 +10,9 @@ filtering settings:
 - ``meta.json``: line, kept and dropped counts.
 
 It is written into a temporary directory and renamed into place, so a preparation killed part-way leaves
-nothing a later run trusts. Every rank and DataLoader worker opens the arrays read-only with memory mapping;
-an item is read from the map when asked for, and nothing holds a Python object per sentence.
+nothing a later run trusts. Every rank and DataLoader worker opens the files read-only: an item's ids are read
+from the file when asked for (the page cache holds one copy for all processes), the offsets are held as arrays,
+and nothing holds a Python object per sentence.
 """
 
 from __future__ import annotations
@@ -49,29 +50,44 @@ class PreparedCorpus(Dataset):
         def load(name: str) -> np.ndarray:
             return np.load(self.directory / f"{name}.npy", mmap_mode="r")
 
-        self.src, self.tgt = load("src.tokens"), load("tgt.tokens")
-        self.src_offsets, self.tgt_offsets = load("src.offsets"), load("tgt.offsets")
+        # Token ids are read with pread, not through a map: scattered reads through a map fault whole
+        # neighbourhoods of pages into the process (they count in its RSS); a read copies only the bytes asked for.
+        self._tokens = {}
+        for side in ("src", "tgt"):
+            header = load(f"{side}.tokens")
+            fd = os.open(self.directory / f"{side}.tokens.npy", os.O_RDONLY)
+            self._tokens[side] = (fd, header.offset, header.dtype)
+        self.src_offsets, self.tgt_offsets = (np.array(load(f"{side}.offsets")) for side in ("src", "tgt"))
         self.index = load("lines")  # position of each example in the original files
 
+    def _read(self, side: str, start: int, end: int) -> np.ndarray:
+        fd, offset, dtype = self._tokens[side]
+        data = os.pread(fd, (end - start) * dtype.itemsize, offset + start * dtype.itemsize)
+        return np.frombuffer(data, dtype=dtype).astype(np.int64)
+
     def __getstate__(self) -> dict:
-        # A spawned DataLoader worker reopens the maps instead of receiving a pickled copy of the arrays.
+        # A spawned DataLoader worker opens the files itself instead of receiving a pickled copy of the arrays.
         return {"directory": self.directory, "n_lines": self.n_lines}
 
     def __setstate__(self, state: dict) -> None:
         self.directory, self.n_lines = state["directory"], state["n_lines"]
         self._open()
 
+    def __del__(self) -> None:
+        for fd, _, _ in getattr(self, "_tokens", {}).values():
+            os.close(fd)
+
     def __len__(self) -> int:
         return len(self.index)
 
     def __getitem__(self, i: int) -> tuple[int, np.ndarray, np.ndarray]:
-        src = self.src[self.src_offsets[i] : self.src_offsets[i + 1]].astype(np.int64)
-        tgt = self.tgt[self.tgt_offsets[i] : self.tgt_offsets[i + 1]].astype(np.int64)
+        src = self._read("src", int(self.src_offsets[i]), int(self.src_offsets[i + 1]))
+        tgt = self._read("tgt", int(self.tgt_offsets[i]), int(self.tgt_offsets[i + 1]))
         return i, src, tgt
 
     def lengths(self) -> tuple[np.ndarray, np.ndarray]:
         """Lengths as they appear in a batch: source + EOS, BOS + target + EOS."""
-        return np.asarray(np.diff(self.src_offsets)) + 1, np.asarray(np.diff(self.tgt_offsets)) + 2
+        return np.diff(self.src_offsets) + 1, np.diff(self.tgt_offsets) + 2
 
 
 class _SideWriter:
