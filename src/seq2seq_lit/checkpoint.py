@@ -93,6 +93,17 @@ def check_resumable(ckpt: dict[str, Any], path: str | Path, hparams: dict[str, A
             )
 
 
+def network_weights(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The network's weights in a checkpoint's state dict (the LightningModule keeps it as ``model``)."""
+    return {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+
+
+def checkpoint_tokenizers(ckpt: dict[str, Any]) -> tuple[Tokenizer, Tokenizer]:
+    """The source and target tokenizers a checkpoint holds."""
+    toks = ckpt["tokenizers"]
+    return Tokenizer.from_tensor(toks["src"]), Tokenizer.from_tensor(toks["tgt"])
+
+
 @dataclass
 class Checkpoint:
     """What translating needs from a training checkpoint: the network, its tokenizers, its hyper-parameters."""
@@ -113,7 +124,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
     ``translate``, ``evaluate`` and the notebook. Needs neither Lightning nor the training config."""
     # Read on the CPU: the tokenizers are byte tensors that SentencePiece reads through NumPy.
     ckpt = read_checkpoint(path)
-    hparams, weights, toks = ckpt["hyper_parameters"], ckpt["state_dict"], ckpt["tokenizers"]
+    hparams = ckpt["hyper_parameters"]
     missing = [key for key in network_keys(network_class(hparams)) if key not in hparams]
     if missing:
         raise CheckpointError(
@@ -122,12 +133,12 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
         )
     model = build_model(hparams).to(device)
     try:
-        model.load_state_dict({k.removeprefix("model."): v for k, v in weights.items() if k.startswith("model.")})
+        model.load_state_dict(network_weights(ckpt))
     except RuntimeError as err:
         raise CheckpointError(
             f"ckpt_path={path}: weights do not match the model configuration it records ({err})"
         ) from None
-    src, tgt = Tokenizer.from_tensor(toks["src"]), Tokenizer.from_tensor(toks["tgt"])
+    src, tgt = checkpoint_tokenizers(ckpt)
     return Checkpoint(model.eval(), src, tgt, hparams)
 
 
@@ -154,13 +165,11 @@ class InitFrom:
 
     def tokenizers(self) -> tuple[Tokenizer, Tokenizer]:
         """The checkpoint's tokenizers: the data is encoded with them, so the vocabulary stays the model's."""
-        toks = self.ckpt["tokenizers"]
-        return Tokenizer.from_tensor(toks["src"]), Tokenizer.from_tensor(toks["tgt"])
+        return checkpoint_tokenizers(self.ckpt)
 
     def load_into(self, module: Any) -> None:
         """Copy the weights into the run's LightningModule, whose network must be the checkpoint's."""
         advice = "Fine-tuning keeps the network: drop the overrides that change it"
         check_architecture(self.ckpt, f"init_from={self.path}", dict(module.hparams), advice)
-        weights = {k.removeprefix("model."): v for k, v in self.ckpt["state_dict"].items() if k.startswith("model.")}
-        module.model.load_state_dict(weights)
+        module.model.load_state_dict(network_weights(self.ckpt))
         log.info("init_from=%s: weights and tokenizers loaded; optimizer, scheduler and steps start afresh", self.path)

@@ -299,8 +299,9 @@ class TranslationModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "tokenizers" in checkpoint:
-            toks = checkpoint["tokenizers"]
-            self.set_tokenizers(Tokenizer.from_tensor(toks["src"]), Tokenizer.from_tensor(toks["tgt"]))
+            from seq2seq_lit.checkpoint import checkpoint_tokenizers
+
+            self.set_tokenizers(*checkpoint_tokenizers(checkpoint))
         nonfinite = checkpoint.get("nonfinite", {})
         self.skipped_steps = nonfinite.get("skipped_steps", 0)
         self.nonfinite_steps = nonfinite.get("consecutive", 0)
