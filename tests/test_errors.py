@@ -33,7 +33,7 @@ BUG_IN_TRANSLATE = """
 import sys
 import seq2seq_lit.translator as translator
 
-def broken(path, device="cpu"):
+def broken(path, device="cpu", direction="src2tgt"):
     raise ValueError("a bug deep inside the loader")
 
 translator.load_checkpoint = broken

@@ -52,7 +52,7 @@ def test_cli_fast_dev_run_from_any_directory(tmp_path: Path, multi30k_root: Path
 
 def test_cli_help_and_cfg(tmp_path: Path, cache_dir: Path) -> None:
     help_out = run_cli(["--help"], tmp_path, cache_dir)
-    assert help_out.returncode == 0 and "model: rnn, transformer" in help_out.stdout
+    assert help_out.returncode == 0 and "model: lm, rnn, transformer" in help_out.stdout
     assert "data: hf, multi30k, parallel_text" in help_out.stdout
     cfg_out = run_cli(["model.hidden_size=512", "--cfg", "job"], tmp_path, cache_dir)
     assert cfg_out.returncode == 0 and "hidden_size: 512" in cfg_out.stdout

@@ -93,15 +93,36 @@ def check_resumable(ckpt: dict[str, Any], path: str | Path, hparams: dict[str, A
             )
 
 
-def network_weights(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """The network's weights in a checkpoint's state dict (the LightningModule keeps it as ``model``)."""
-    return {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+DIRECTIONS = ("src2tgt", "tgt2src")
 
 
-def checkpoint_tokenizers(ckpt: dict[str, Any]) -> tuple[Tokenizer, Tokenizer]:
-    """The source and target tokenizers a checkpoint holds."""
+def network_weights(ckpt: dict[str, Any], direction: str = "src2tgt") -> dict[str, Any]:
+    """The network's weights in a checkpoint's state dict: the LightningModule keeps the run's network as
+    ``model`` and, in a dual-learning run, the other direction's as ``reverse``."""
+    prefix = "model." if direction == "src2tgt" else "reverse."
+    return {k.removeprefix(prefix): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+
+
+def checkpoint_tokenizers(ckpt: dict[str, Any], direction: str = "src2tgt") -> tuple[Tokenizer, Tokenizer]:
+    """The source and target tokenizers of a checkpoint's network (``direction=tgt2src``: its reverse one's)."""
     toks = ckpt["tokenizers"]
-    return Tokenizer.from_tensor(toks["src"]), Tokenizer.from_tensor(toks["tgt"])
+    prefix = "" if direction == "src2tgt" else "reverse_"
+    return Tokenizer.from_tensor(toks[f"{prefix}src"]), Tokenizer.from_tensor(toks[f"{prefix}tgt"])
+
+
+def direction_hparams(ckpt: dict[str, Any], path: str | Path, direction: str) -> dict[str, Any]:
+    """The hyper-parameters of the network that translates in ``direction``: a dual-learning checkpoint
+    (``model/objective=dsl``) holds both directions, any other only ``src2tgt``."""
+    if direction not in DIRECTIONS:
+        raise CheckpointError(f"direction={direction!r}; allowed values: {list(DIRECTIONS)}")
+    hparams = ckpt["hyper_parameters"]
+    if direction == "src2tgt":
+        return hparams
+    if "reverse" not in hparams:
+        raise CheckpointError(
+            f"direction=tgt2src: {path} holds one direction only (trained without model/objective=dsl)"
+        )
+    return hparams["reverse"]
 
 
 @dataclass
@@ -119,26 +140,30 @@ class Checkpoint:
         return self.hparams.get("data") or {}
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
+def load_checkpoint(
+    path: str | Path, device: str = "cpu", direction: str = "src2tgt", key: str = "ckpt_path"
+) -> Checkpoint:
     """Rebuild the network and tokenizers from a checkpoint (``weights_only=True``); the one loader of
-    ``translate``, ``evaluate`` and the notebook. Needs neither Lightning nor the training config."""
+    ``translate``, ``evaluate``, ``score_lm`` and the notebook. Needs neither Lightning nor the training config.
+
+    ``direction=tgt2src`` takes the other direction of a dual-learning checkpoint.
+    """
     # Read on the CPU: the tokenizers are byte tensors that SentencePiece reads through NumPy.
-    ckpt = read_checkpoint(path)
-    hparams = ckpt["hyper_parameters"]
-    missing = [key for key in network_keys(network_class(hparams)) if key not in hparams]
+    ckpt = read_checkpoint(path, key=key)
+    hparams = direction_hparams(ckpt, path, direction)
+    missing = [name for name in network_keys(network_class(hparams)) if name not in hparams]
     if missing:
         raise CheckpointError(
-            f"ckpt_path={path}: its hyper-parameters lack {', '.join(missing)} (written by another version of "
-            "seq2seq_lit?)"
+            f"{key}={path}: its hyper-parameters lack {', '.join(missing)} (written by another version of seq2seq_lit?)"
         )
     model = build_model(hparams).to(device)
     try:
-        model.load_state_dict(network_weights(ckpt))
+        model.load_state_dict(network_weights(ckpt, direction))
     except RuntimeError as err:
         raise CheckpointError(
-            f"ckpt_path={path}: weights do not match the model configuration it records ({err})"
+            f"{key}={path}: weights do not match the model configuration it records ({err})"
         ) from None
-    src, tgt = checkpoint_tokenizers(ckpt)
+    src, tgt = checkpoint_tokenizers(ckpt, direction)
     return Checkpoint(model.eval(), src, tgt, hparams)
 
 

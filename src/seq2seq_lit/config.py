@@ -71,6 +71,8 @@ def validate_train_config(cfg: Any) -> None:
     m = cfg.model
     network_class(m).validate(m)
     check_objective(m.objective)
+    if not getattr(network_class(m), "translates", True) and m.objective.name != "mle":
+        raise ConfigError(f"model.objective.name={m.objective.name}: a language model (model=lm) trains with mle only")
     validate_data_args(cfg.data)
     if m.share_embeddings and not cfg.data.joint_vocab:
         raise ConfigError("model.share_embeddings=true needs data.joint_vocab=true: one vocabulary for both languages")
@@ -98,12 +100,18 @@ class DecodingSettings(SearchLimits):
 class ObjectiveConfig:
     """``model.objective``: what training minimises, chosen with ``model/objective=mle|mrt``."""
 
-    name: str = "mle"  # mle: the masked NLL; mrt: minimum risk training (seq2seq_lit.objectives)
+    # mle: the masked NLL; mrt: minimum risk training; dsl: dual supervised learning (seq2seq_lit.objectives)
+    name: str = "mle"
     samples: int = 8  # mrt: candidates drawn per source sentence
     alpha: float = 0.005  # mrt: sharpness of the distribution renormalised over the candidates
     metric: str = "bleu"  # mrt: the risk is 1 - metric / 100; bleu (smoothed sentence BLEU) | chrf
     include_reference: bool = True  # mrt: the reference is one of the candidates
     mle_weight: float = 0.3  # mrt: loss = mle_weight * MLE + (1 - mle_weight) * risk
+    reverse_from: str | None = None  # dsl: checkpoint of the other direction (tgt -> src), trained alongside
+    src_lm: str | None = None  # dsl: language model checkpoint of the source language (model=lm), frozen
+    tgt_lm: str | None = None  # dsl: language model checkpoint of the target language, frozen
+    dual_weight: float = 0.01  # dsl: lambda of the squared gap between log P(x)P(y|x) and log P(y)P(x|y)
+    dual_warmup_steps: int = 0  # dsl: optimizer steps trained on the two MLE losses alone before the term
 
 
 def default_optimizer() -> dict[str, Any]:
@@ -160,6 +168,18 @@ class TransformerConfig(ModelConfig):
     positions: str = "sinusoidal"  # sinusoidal | learned
     max_positions: int = 1024  # longest sequence learned positions cover
     attention_layer: int = -1  # the decoder layer whose cross-attention is plotted and returned
+
+
+@dataclass
+class LMConfig(ModelConfig):
+    """``model=lm``: an RNN language model of the target side (seq2seq_lit.models.lm), for dual learning."""
+
+    network: str = "seq2seq_lit.models.lm.LanguageModel"
+    rnn: str = "lstm"  # lstm | gru
+    word_vec_size: int = 256
+    hidden_size: int = 512
+    n_layers: int = 2
+    dropout: float = 0.3  # on embeddings, between RNN layers and on the outputs, in [0, 1)
 
 
 @dataclass
@@ -265,11 +285,26 @@ class DecodingConfig(SearchLimits):
 
 
 @dataclass
-class TranslateConfig(DecodingConfig):
+class CommandConfig(DecodingConfig):
+    """What the translate and evaluate commands share beyond the search."""
+
+    device: str = "cpu"
+    direction: str = "src2tgt"  # tgt2src: the other direction of a dual-learning checkpoint (model/objective=dsl)
+
+
+@dataclass
+class TranslateConfig(CommandConfig):
     ckpt_path: str = MISSING
     chunk_lines: int = 2000  # lines read, sorted and translated together (not in interactive mode)
     interactive: bool | None = None  # a line in, a line out; null: when stdin is a terminal
     score: bool = False  # read "src<TAB>tgt" lines, print log P(tgt | src)
+
+
+@dataclass
+class ScoreLMConfig:
+    ckpt_path: str = MISSING  # a language model checkpoint (experiment=lm_de|lm_en)
+    chunk_lines: int = 2000  # lines read and scored together
+    max_tokens: int = 8192  # token positions per batch, padding included
     device: str = "cpu"
 
 
@@ -283,12 +318,11 @@ class EvaluateData:
 
 
 @dataclass
-class EvaluateConfig(DecodingConfig):
+class EvaluateConfig(CommandConfig):
     ckpt_path: Any = MISSING  # a checkpoint, or a list of them to compare: ckpt_path=[A,B]
     bootstrap_samples: int = 1000  # resamples of the paired bootstrap test when comparing checkpoints
     split: str = "test_2016_flickr"  # a Multi30k split under data.root, read as {split}.{lang}.gz
     data: EvaluateData = field(default_factory=EvaluateData)
-    device: str = "cpu"
     output_dir: str = "${hydra:runtime.output_dir}"
 
 
@@ -363,9 +397,11 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="translate_schema", node=TranslateConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
+    cs.store(name="score_lm_schema", node=ScoreLMConfig)
     # A group of their own keeps the schemas out of the options that --help lists.
     cs.store(group="schema/model", name="rnn", node=RNNConfig)
     cs.store(group="schema/model", name="transformer", node=TransformerConfig)
+    cs.store(group="schema/model", name="lm", node=LMConfig)
     cs.store(group="schema/data", name="multi30k", node=Multi30kConfig)
     cs.store(group="schema/data", name="parallel_text", node=ParallelTextConfig)
     cs.store(group="schema/data", name="hf", node=HFConfig)

@@ -52,7 +52,7 @@ def translate_test_set(cfg: DictConfig, path: str) -> tuple[list[str], list[str]
     decoding = cast(EvaluateConfig, OmegaConf.to_object(cfg))  # an EvaluateConfig, which is a DecodingConfig
     decoding.n_best = 1
     decoding.check()
-    ckpt = load_checkpoint(path, cfg.device)
+    ckpt = load_checkpoint(path, cfg.device, cfg.direction)
     src_path, ref_path = source_and_reference(cfg, ckpt.data)
     sources, refs = read_parallel(src_path, ref_path)
     translator = Translator(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, ckpt.data.get("max_length"))

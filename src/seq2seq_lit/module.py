@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from seq2seq_lit.errors import ConfigError, DivergedError
 from seq2seq_lit.metrics import CorpusPerplexity
 from seq2seq_lit.models import build_model, network_class, network_keys
 from seq2seq_lit.search import search
+from seq2seq_lit.translator import sentence_log_probs
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,16 @@ def masked_nll(
         smooth = -(lp.mean(dim=-1) * (y != PAD_ID)).sum()
         return (1 - label_smoothing) * nll_sum + label_smoothing * smooth, nll_sum, n_tokens
     return nll_sum, nll_sum, n_tokens
+
+
+@dataclass
+class DualTerms:
+    """Dual supervised learning's terms for a batch (``TranslationModule.dual_terms``)."""
+
+    reverse_loss_sum: torch.Tensor  # the reverse network's training loss, summed over its target tokens
+    reverse_nll_sum: torch.Tensor
+    reverse_tokens: torch.Tensor
+    gap: torch.Tensor  # mean squared gap between the two factorisations of log P(x, y)
 
 
 class TranslationModule(L.LightningModule):
@@ -81,14 +93,42 @@ class TranslationModule(L.LightningModule):
         self.mean_nll = torch.nn.ModuleDict({f"{stage}_": MeanMetric() for stage in stages})
         self.decoding = DecodingSettings(**decoding)
         self.objective = ObjectiveConfig(**(objective or {}))
+        self.translates = getattr(self.model, "translates", True)  # False for a language model
         self.src_tokenizer: Tokenizer | None = None
         self.tgt_tokenizer: Tokenizer | None = None
+        self.reverse: torch.nn.Module | None = None  # dual learning: the network of the other direction
+        self.reverse_tokenizers: tuple[Tokenizer, Tokenizer] | None = None
+        self._language_models: dict[str, Any] | None = None  # dual learning: frozen, loaded when first needed
+        if self.objective.name == "dsl":
+            self._load_reverse(data or {})
         self._val_pairs: list[tuple[str, str]] = []  # (hypothesis, reference) of this validation
         self._test_hyps: dict[int, list[tuple[int, str]]] = {}
         self.nonfinite_steps = 0  # consecutive, reset by a good step
         self.skipped_steps = 0  # in total
         self._batch_nonfinite = False  # this batch's loss was not finite on some rank
         self._skip_update = False  # some batch of the current optimizer step (accumulation) was not finite
+
+    def _load_reverse(self, data: dict[str, Any]) -> None:
+        """Dual learning: the other direction's network, weights and tokenizers from
+        ``model.objective.reverse_from``; its hyper-parameters are recorded as ``reverse`` so the checkpoint
+        rebuilds it (``checkpoint.load_checkpoint(direction="tgt2src")``)."""
+        from seq2seq_lit.checkpoint import load_checkpoint
+
+        key = "model.objective.reverse_from"
+        reverse = load_checkpoint(self.objective.reverse_from, direction="src2tgt", key=key)  # type: ignore[arg-type]
+        theirs = reverse.data
+        for mine, other in (("src_lang", "tgt_lang"), ("tgt_lang", "src_lang")):
+            if data.get(mine) and theirs.get(other) and data[mine] != theirs[other]:
+                raise ConfigError(
+                    f"{key}={self.objective.reverse_from} translates {theirs.get('src_lang')} -> "
+                    f"{theirs.get('tgt_lang')}; this run's reverse direction is {data.get('tgt_lang')} -> "
+                    f"{data.get('src_lang')} (data.src_lang, data.tgt_lang)"
+                )
+        keep = ("network", "src_vocab_size", "tgt_vocab_size", "data", *network_keys(network_class(reverse.hparams)))
+        self.hparams["reverse"] = {k: reverse.hparams[k] for k in keep if k in reverse.hparams}
+        self.reverse = reverse.model.train()  # load_checkpoint gives it in eval mode, for translating
+        self.reverse_tokenizers = (reverse.src_tokenizer, reverse.tgt_tokenizer)
+        self.reverse_ppl = torch.nn.ModuleDict({f"{stage}_": CorpusPerplexity() for stage in ("train", "val", "test")})
 
     def set_tokenizers(self, src: Tokenizer, tgt: Tokenizer) -> None:
         """Attach the tokenizers; they are embedded in every checkpoint so it can translate alone."""
@@ -107,6 +147,11 @@ class TranslationModule(L.LightningModule):
         log_probs = self(batch["src"], batch["src_lengths"], tgt[:, :-1])
         loss_sum, nll_sum, n_tokens = masked_nll(log_probs, tgt[:, 1:], self.hparams.label_smoothing)
         loss = loss_sum / n_tokens
+        if self.reverse is not None:
+            reverse_loss, gap = self.dual_learning(batch, log_probs, stage)
+            loss = loss + reverse_loss
+            if stage == "train" and self.global_step >= self.objective.dual_warmup_steps:
+                loss = loss + self.objective.dual_weight * gap
         if stage == "train" and self.objective.name == "mrt":
             risk, metric = self.minimum_risk(batch)
             loss = self.objective.mle_weight * loss + (1 - self.objective.mle_weight) * risk
@@ -151,21 +196,83 @@ class TranslationModule(L.LightningModule):
         self.model.train(training)
         cands = candidates(drawn, lengths, k, tgt if o.include_reference else None)
 
-        def text(rows: torch.Tensor) -> list[str]:
-            # Rows of [BOS] y [EOS] PAD...: the pieces of y, detokenized.
-            return self.tgt_tokenizer.decode([[t for t in row[1:].tolist() if t != PAD_ID][:-1] for row in rows])
-
-        hyps, refs = text(cands.tgt), text(tgt)
+        hyps = self.tgt_tokenizer.decode(token_lists(cands.tgt[:, 1:]))
+        refs = self.tgt_tokenizer.decode(token_lists(tgt[:, 1:]))
         score = sentence_metric(o.metric)
         metric = torch.tensor([score(h, refs[i // k]) for i, h in enumerate(hyps)], device=src.device).view(-1, k)
         # |metric| = (batch_size, k)
         log_probs = self.model(src.repeat_interleave(k, 0), src_lengths.repeat_interleave(k, 0), cands.tgt[:, :-1])
-        gold = cands.tgt[:, 1:]
-        token_lp = log_probs.gather(-1, gold.unsqueeze(-1)).squeeze(-1).masked_fill(gold == PAD_ID, 0.0)
-        seq_lp = token_lp.sum(dim=1).view(-1, k).float()
+        seq_lp = sentence_log_probs(log_probs.float(), cands.tgt[:, 1:]).view(-1, k)
         risk = expected_risk(seq_lp, 1 - metric / 100, o.alpha, cands.valid).mean()
         valid = cands.valid.float()
         return risk, (metric * valid).sum() / valid.sum()
+
+    def dual_learning(
+        self, batch: dict[str, torch.Tensor], log_probs: torch.Tensor, stage: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dual supervised learning's part of the loss (``dual_terms``): the reverse network's loss and the mean
+        squared gap; logs ``{stage}/reverse_ppl`` and ``{stage}/dual_gap``."""
+        terms = self.dual_terms(batch, log_probs)
+        ppl: Metric = self.reverse_ppl[f"{stage}_"]  # type: ignore[assignment]
+        ppl(terms.reverse_nll_sum, terms.reverse_tokens)
+        on_step, batch_size = stage == "train", batch["src"].size(0)
+        self.log(f"{stage}/reverse_ppl", ppl, on_step=on_step, on_epoch=True, batch_size=batch_size)
+        self.log(f"{stage}/dual_gap", terms.gap, on_step=on_step, on_epoch=True, batch_size=batch_size)
+        return terms.reverse_loss_sum / terms.reverse_tokens, terms.gap
+
+    def dual_terms(self, batch: dict[str, torch.Tensor], log_probs: torch.Tensor) -> DualTerms:
+        """The reverse network's loss on the batch's pairs swapped and the mean over pairs of
+        ``((log P(x) + log P(y|x)) - (log P(y) + log P(x|y))) ** 2`` (``objectives.dual_gap``), ``log_probs``
+        being this network's teacher-forced output for the batch.
+
+        The pairs go through text: the reverse network and the language models each read them with their own
+        tokenizers, so any two checkpoints of opposite directions work together. The language models are frozen
+        and scored without gradients.
+        """
+        from seq2seq_lit.objectives import dual_gap
+        from seq2seq_lit.translator import lm_log_probs, parallel_batch
+
+        assert self.reverse is not None and self.reverse_tokenizers is not None
+        if self.src_tokenizer is None or self.tgt_tokenizer is None:
+            raise ConfigError("model.objective.name=dsl reads the pairs as text: the module needs tokenizers")
+        src, tgt = batch["src"], batch["tgt"]
+        x_text = self.src_tokenizer.decode(token_lists(src))
+        y_text = self.tgt_tokenizer.decode(token_lists(tgt[:, 1:]))
+        rev = parallel_batch(y_text, x_text, *self.reverse_tokenizers, device=src.device)
+        # rev["ids"][i] is the batch row whose pair is the reverse batch's row i.
+        rev_log_probs = self.reverse(rev["src"], rev["src_lengths"], rev["tgt"][:, :-1])
+        loss_sum, nll_sum, n_tokens = masked_nll(rev_log_probs, rev["tgt"][:, 1:], self.hparams.label_smoothing)
+        lp_y_given_x = sentence_log_probs(log_probs.float(), tgt[:, 1:])
+        lp_x_given_y = torch.empty_like(lp_y_given_x).index_copy(
+            0, rev["ids"], sentence_log_probs(rev_log_probs.float(), rev["tgt"][:, 1:])
+        )
+        lms = self.language_models()
+        with torch.no_grad():
+            lp_x = lm_log_probs(lms["src"].model, lms["src"].tgt_tokenizer, x_text, device=src.device)
+            lp_y = lm_log_probs(lms["tgt"].model, lms["tgt"].tgt_tokenizer, y_text, device=src.device)
+        gap = dual_gap(lp_x, lp_y_given_x, lp_y, lp_x_given_y).mean()
+        return DualTerms(loss_sum, nll_sum, n_tokens, gap)
+
+    def language_models(self) -> dict[str, Any]:
+        """Dual learning's two frozen language models (``checkpoint.Checkpoint``s), loaded on first use: they
+        are not part of this module, so they are neither trained nor saved in its checkpoints."""
+        if self._language_models is None:
+            from seq2seq_lit.checkpoint import load_checkpoint
+
+            self._language_models = {}
+            data = self.hparams.get("data") or {}
+            for side in ("src", "tgt"):
+                key = f"model.objective.{side}_lm"
+                lm = load_checkpoint(getattr(self.objective, f"{side}_lm"), str(self.device), key=key)
+                if getattr(lm.model, "translates", True):
+                    raise ConfigError(f"{key}={getattr(self.objective, f'{side}_lm')} is not a language model "
+                                      "(train one with experiment=lm_de|lm_en)")  # fmt: skip
+                lang, lm_lang = data.get(f"{side}_lang"), lm.data.get("tgt_lang")
+                if lang and lm_lang and lang != lm_lang:
+                    raise ConfigError(f"{key}: a language model of {lm_lang}; this run's data.{side}_lang={lang}")
+                lm.model.requires_grad_(False)
+                self._language_models[side] = lm
+        return self._language_models
 
     def _finite_on_every_rank(self, loss: torch.Tensor) -> bool:
         """Whether the loss is finite on all ranks: every rank must skip the same steps, or DDP's gradient
@@ -208,7 +315,7 @@ class TranslationModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self.shared_step(batch, "val")
-        if self.decoding.val_bleu and self.tgt_tokenizer is not None:
+        if self.decoding.val_bleu and self.translates and self.tgt_tokenizer is not None:
             refs = self.trainer.datamodule.references("val", batch["ids"].tolist())
             self._val_pairs += zip(self.decode(batch, self.decoding.val_beam_size), refs)
 
@@ -224,14 +331,14 @@ class TranslationModule(L.LightningModule):
         if hasattr(self, "_fit_start") and not self.trainer.sanity_checking:
             self.log("val/minutes", (time.monotonic() - self._fit_start) / 60)
 
-        if self.decoding.val_bleu and self.tgt_tokenizer is not None:
+        if self.decoding.val_bleu and self.translates and self.tgt_tokenizer is not None:
             pairs, self._val_pairs = _gather(self._val_pairs), []
             hyps, refs = [h for h, _ in pairs], [r for _, r in pairs]
             self.log("val/bleu", score_corpus(hyps, refs)["bleu"] if pairs else 0.0)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self.shared_step(batch, "test")
-        if self.tgt_tokenizer is not None:
+        if self.translates and self.tgt_tokenizer is not None:
             hyps = self.decode(batch, self.decoding.test_beam_size)
             self._test_hyps.setdefault(dataloader_idx, []).extend(zip(batch["ids"].tolist(), hyps))
 
@@ -295,6 +402,9 @@ class TranslationModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.src_tokenizer is not None and self.tgt_tokenizer is not None:
             checkpoint["tokenizers"] = {"src": self.src_tokenizer.as_tensor(), "tgt": self.tgt_tokenizer.as_tensor()}
+            if self.reverse_tokenizers is not None:
+                rev_src, rev_tgt = self.reverse_tokenizers
+                checkpoint["tokenizers"] |= {"reverse_src": rev_src.as_tensor(), "reverse_tgt": rev_tgt.as_tensor()}
         checkpoint["nonfinite"] = {"skipped_steps": self.skipped_steps, "consecutive": self.nonfinite_steps}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -305,6 +415,11 @@ class TranslationModule(L.LightningModule):
         nonfinite = checkpoint.get("nonfinite", {})
         self.skipped_steps = nonfinite.get("skipped_steps", 0)
         self.nonfinite_steps = nonfinite.get("consecutive", 0)
+
+
+def token_lists(rows: torch.Tensor) -> list[list[int]]:
+    """Rows of ``y [EOS] PAD...`` (a source, or a target without its BOS) as lists of the ids of ``y``."""
+    return [[t for t in row.tolist() if t != PAD_ID][:-1] for row in rows]
 
 
 def _gather(items: list) -> list:

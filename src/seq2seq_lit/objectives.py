@@ -1,9 +1,14 @@
-"""Training objectives beyond maximum likelihood: minimum risk training (Shen et al., 2016).
+"""Training objectives beyond maximum likelihood: minimum risk training (Shen et al., 2016) and dual supervised
+learning (Xia et al., 2017).
 
 ``model/objective=mrt``: for each source, ``samples`` candidate translations are drawn from the model (the
 reference may be one of them), scored against the reference with a sentence-level sacreBLEU metric, and the
 loss is the expected risk ``sum_j Q(y_j | x) (1 - metric_j / 100)`` under the model's distribution renormalised
 over the candidates with sharpness ``alpha``, ``Q(y_j | x) ∝ P(y_j | x) ** alpha``, mixed with the MLE loss.
+
+``model/objective=dsl``: the two directions x -> y and y -> x train together on each pair, and the loss adds
+``dual_weight * ((log P(x) + log P(y|x)) - (log P(y) + log P(x|y))) ** 2``, with ``P(x)`` and ``P(y)`` from two
+frozen language models: both factorisations of the joint probability should agree.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from seq2seq_lit.data.vocab import BOS_ID, PAD_ID
 from seq2seq_lit.errors import ConfigError
 
-OBJECTIVES = ("mle", "mrt")
+OBJECTIVES = ("mle", "mrt", "dsl")
 METRICS = ("bleu", "chrf")
 
 
@@ -33,6 +38,13 @@ def expected_risk(
     q = torch.softmax(scores, dim=1)
     # |q| = (batch_size, k)
     return (q * cost).sum(dim=1)
+
+
+def dual_gap(
+    log_p_x: torch.Tensor, log_p_y_given_x: torch.Tensor, log_p_y: torch.Tensor, log_p_x_given_y: torch.Tensor
+) -> torch.Tensor:
+    """Per pair, the squared difference of the two factorisations of ``log P(x, y)``; all inputs ``(batch,)``."""
+    return ((log_p_x + log_p_y_given_x) - (log_p_y + log_p_x_given_y)) ** 2
 
 
 def sentence_metric(name: str):
@@ -86,3 +98,15 @@ def check_objective(objective: dict) -> None:
         if not 0.0 <= objective["mle_weight"] < 1.0:
             raise ConfigError(f"model.objective.mle_weight={objective['mle_weight']} must be in [0, 1)")
         sentence_metric(objective["metric"])
+    if name == "dsl":
+        for key in ("reverse_from", "src_lm", "tgt_lm"):
+            if not objective.get(key):
+                raise ConfigError(
+                    f"model.objective.{key} is required with model.objective.name=dsl: dual learning needs the "
+                    "other direction's checkpoint (reverse_from) and a language model checkpoint of each language "
+                    "(src_lm, tgt_lm; experiment=lm_de|lm_en)"
+                )
+        if objective["dual_weight"] < 0:
+            raise ConfigError(f"model.objective.dual_weight={objective['dual_weight']} must be >= 0")
+        if objective["dual_warmup_steps"] < 0:
+            raise ConfigError(f"model.objective.dual_warmup_steps={objective['dual_warmup_steps']} must be >= 0")

@@ -41,7 +41,7 @@ def run(cfg: DictConfig, stdin, stdout) -> None:
     )
     decoding = cast(TranslateConfig, OmegaConf.to_object(cfg))  # a TranslateConfig, which is a DecodingConfig
     decoding.check()
-    translator = Translator.from_checkpoint(cfg.ckpt_path, cfg.device)
+    translator = Translator.from_checkpoint(cfg.ckpt_path, cfg.device, cfg.direction)
     interactive = cfg.interactive if cfg.interactive is not None else stdin.isatty()
     for first, lines in read_chunks(stdin, 1 if interactive else cfg.chunk_lines):
         if cfg.score:

@@ -15,7 +15,8 @@ from seq2seq_lit.config import DecodingConfig
 from seq2seq_lit.data.collate import collate
 from seq2seq_lit.data.sampler import BucketBatchSampler
 from seq2seq_lit.data.tokenizer import Tokenizer
-from seq2seq_lit.data.vocab import PAD_ID
+from seq2seq_lit.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from seq2seq_lit.errors import ConfigError
 from seq2seq_lit.search import SearchResult, search
 
 log = logging.getLogger(__name__)
@@ -35,13 +36,16 @@ class Translator:
     def __init__(
         self, model: nn.Module, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer, max_length: int | None = None
     ) -> None:
+        if not getattr(model, "translates", True):
+            raise ConfigError("a language model does not translate; score text with python -m seq2seq_lit.score_lm")
         self.model, self.src_tokenizer, self.tgt_tokenizer = model, src_tokenizer, tgt_tokenizer
         self.max_length = max_length
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Translator:
-        """Everything comes from the checkpoint: weights, tokenizers, the length limit."""
-        ckpt = load_checkpoint(path, device)
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", direction: str = "src2tgt") -> Translator:
+        """Everything comes from the checkpoint: weights, tokenizers, the length limit (``direction=tgt2src``:
+        the other direction of a dual-learning checkpoint)."""
+        ckpt = load_checkpoint(path, device, direction)
         return cls(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, ckpt.data.get("max_length"))
 
     def encode(self, lines: list[str], first_line: int = 1) -> list[np.ndarray]:
@@ -126,3 +130,33 @@ def sentence_log_probs(log_probs: torch.Tensor, target: torch.Tensor) -> torch.T
     # |log_probs| = (batch_size, tgt_len, vocab_size), |target| = (batch_size, tgt_len)
     picked = log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
     return (picked * (target != PAD_ID)).sum(dim=1)
+
+
+def parallel_batch(
+    sources: list[str], targets: list[str], src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Sentence pairs encoded and collated as in training (``ids[i]``: the pair of row ``i``)."""
+    pairs = zip(src_tokenizer.encode(sources), tgt_tokenizer.encode(targets))
+    examples = [(i, np.asarray(s, dtype=np.int64), np.asarray(t, dtype=np.int64)) for i, (s, t) in enumerate(pairs)]
+    return {k: v.to(device) for k, v in collate(examples).items()}
+
+
+def lm_log_probs(
+    model: nn.Module, tokenizer: Tokenizer, lines: list[str], device: torch.device | str = "cpu", max_tokens: int = 8192
+) -> torch.Tensor:
+    """A language model's ``log P(line)`` (natural log, EOS included) of each line, in batches of at most
+    ``max_tokens`` token positions of similar length."""
+    ids = tokenizer.encode(lines)
+    out = torch.zeros(len(lines), device=device)
+    order = sorted(range(len(lines)), key=lambda i: len(ids[i]))
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and (end - start + 1) * (len(ids[order[end]]) + 2) <= max_tokens:
+            end += 1
+        rows = order[start:end]
+        seqs = [torch.tensor([BOS_ID, *ids[i], EOS_ID]) for i in rows]
+        tgt = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=PAD_ID).to(device)
+        out[torch.tensor(rows, device=device)] = sentence_log_probs(model(None, None, tgt[:, :-1]).float(), tgt[:, 1:])
+        start = end
+    return out

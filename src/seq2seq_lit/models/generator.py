@@ -24,3 +24,13 @@ class Generator(nn.Module):
         if self.proj is not None:
             h = self.proj(h)  # |h| = (batch_size, length, embed_size)
         return torch.log_softmax(self.output(h), dim=-1)
+
+
+def output_layer(embedding: nn.Embedding, hidden_size: int, tie: bool) -> Generator:
+    """The generator over ``embedding``'s vocabulary; with ``tie`` its output matrix is the embedding matrix
+    (Press & Wolf, 2017), after a projection when the embeddings are narrower than ``hidden_size``."""
+    vocab_size, embed_size = embedding.weight.shape
+    generator = Generator(hidden_size, vocab_size, embed_size if tie and embed_size != hidden_size else None)
+    if tie:
+        generator.output.weight = embedding.weight
+    return generator

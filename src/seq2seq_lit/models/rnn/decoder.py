@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seq2seq_lit.config import validate_model_args
 from seq2seq_lit.data.vocab import PAD_ID
+from seq2seq_lit.errors import ConfigError
 from seq2seq_lit.models.rnn.attention import Attention
 from seq2seq_lit.models.rnn.encoder import RNN_TYPES, State, merge_directions
 from seq2seq_lit.models.rnn.step_linear import StepLinear
@@ -14,6 +19,15 @@ from seq2seq_lit.models.rnn.step_linear import StepLinear
 # What the decoder carries from one step to the next: the RNN state and the previous attentional
 # vector (input feeding; None without attention).
 DecoderState = tuple[State, torch.Tensor | None]
+
+
+def validate_decoder_args(hp: Mapping[str, Any]) -> None:
+    """Settings no RNN decoder can take (the Seq2Seq's or the language model's), named by key."""
+    validate_model_args(hp)
+    if hp["rnn"] not in RNN_TYPES:
+        raise ConfigError(f"model.rnn={hp['rnn']!r} is not supported; allowed values: {sorted(RNN_TYPES)}")
+    if hp["word_vec_size"] < 1:
+        raise ConfigError(f"model.word_vec_size={hp['word_vec_size']} must be >= 1")
 
 
 class Decoder(nn.Module):

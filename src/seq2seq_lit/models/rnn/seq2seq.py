@@ -9,13 +9,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from seq2seq_lit.config import validate_model_args
 from seq2seq_lit.data.vocab import PAD_ID
 from seq2seq_lit.errors import ConfigError
 from seq2seq_lit.models import group_sentences
-from seq2seq_lit.models.generator import Generator
-from seq2seq_lit.models.rnn.decoder import Decoder, DecoderState, reorder_state
-from seq2seq_lit.models.rnn.encoder import RNN_TYPES, Encoder
+from seq2seq_lit.models.generator import output_layer
+from seq2seq_lit.models.rnn.decoder import Decoder, DecoderState, reorder_state, validate_decoder_args
+from seq2seq_lit.models.rnn.encoder import Encoder
 
 
 @dataclass
@@ -61,26 +60,19 @@ class Seq2Seq(nn.Module):
         self.validate(locals())
         self.encoder = Encoder(src_vocab_size, word_vec_size, hidden_size, n_layers, dropout, rnn)
         self.decoder = Decoder(tgt_vocab_size, word_vec_size, hidden_size, n_layers, dropout, rnn, attention)
-        proj_size = word_vec_size if tie_embeddings and word_vec_size != hidden_size else None
-        self.generator = Generator(hidden_size, tgt_vocab_size, proj_size)
-        if tie_embeddings:
-            self.generator.output.weight = self.decoder.embedding.weight
+        self.generator = output_layer(self.decoder.embedding, hidden_size, tie_embeddings)
         if share_embeddings:
             self.encoder.embedding.weight = self.decoder.embedding.weight
 
     @classmethod
     def validate(cls, hp: Mapping[str, Any]) -> None:
         """Settings the RNN cannot take, named by key (before any data is read)."""
-        validate_model_args(hp)
-        if hp["rnn"] not in RNN_TYPES:
-            raise ConfigError(f"model.rnn={hp['rnn']!r} is not supported; allowed values: {sorted(RNN_TYPES)}")
+        validate_decoder_args(hp)
         if hp["hidden_size"] < 2 or hp["hidden_size"] % 2:
             raise ConfigError(
                 f"model.hidden_size={hp['hidden_size']} must be an even number >= 2: the bidirectional encoder "
                 "gives each direction hidden_size/2 units"
             )
-        if hp["word_vec_size"] < 1:
-            raise ConfigError(f"model.word_vec_size={hp['word_vec_size']} must be >= 1")
 
     @property
     def has_attention(self) -> bool:
