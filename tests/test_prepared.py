@@ -44,6 +44,16 @@ def test_prepared_ids_equal_encoding_in_memory(tiny_datamodule, multi30k_root: P
     assert tgt_len.tolist() == [len(tgt_ids[j]) + 2 for j in keep]
 
 
+def test_offsets_are_held_as_int32_while_the_values_allow(tmp_path: Path) -> None:
+    small = np.arange(0, 3 * 10**6, 3, dtype=np.int64)
+    np.save(tmp_path / "small.npy", small)
+    held = prepared.compact(np.load(tmp_path / "small.npy", mmap_mode="r"), chunk=4096)  # many chunks
+    assert held.dtype == np.int32 and np.array_equal(held, small)
+    large = np.array([0, 5, 2**31], dtype=np.int64)  # a corpus of more than 2**31 tokens keeps int64
+    assert prepared.compact(large).dtype == np.int64 and np.array_equal(prepared.compact(large), large)
+    assert prepared.compact(np.zeros(0, np.int64)).dtype == np.int32
+
+
 def test_a_killed_preparation_is_redone_not_trusted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_finish = prepared._SideWriter.finish
     calls = []

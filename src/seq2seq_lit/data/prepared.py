@@ -37,6 +37,16 @@ log = logging.getLogger(__name__)
 CHUNK_LINES = 50_000  # pairs read, encoded and written together
 
 
+def compact(stored: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """A copy of a memory-mapped array of non-negative int64 in int32 when its last (largest) value allows,
+    copied chunk by chunk so the int64 data is never held whole."""
+    dtype = np.int32 if len(stored) == 0 or stored[-1] <= np.iinfo(np.int32).max else np.int64
+    out = np.empty(len(stored), dtype=dtype)
+    for start in range(0, len(stored), chunk):
+        out[start : start + chunk] = stored[start : start + chunk]
+    return out
+
+
 class PreparedCorpus(Dataset):
     """A prepared split, memory-mapped; item ``i`` is ``(i, src_ids, tgt_ids)`` as int64 arrays."""
 
@@ -57,7 +67,8 @@ class PreparedCorpus(Dataset):
             header = load(f"{side}.tokens")
             fd = os.open(self.directory / f"{side}.tokens.npy", os.O_RDONLY)
             self._tokens[side] = (fd, header.offset, header.dtype)
-        self.src_offsets, self.tgt_offsets = (np.array(load(f"{side}.offsets")) for side in ("src", "tgt"))
+        # Held in memory (one is read per item), as int32 while the token count allows: half the int64 file.
+        self.src_offsets, self.tgt_offsets = (compact(load(f"{side}.offsets")) for side in ("src", "tgt"))
         self.index = load("lines")  # position of each example in the original files
 
     def _read(self, side: str, start: int, end: int) -> np.ndarray:

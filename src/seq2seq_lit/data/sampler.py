@@ -48,8 +48,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         num_replicas: int | None = None,
         rank: int | None = None,
     ) -> None:
-        self.src_lengths = np.asarray(src_lengths, dtype=np.int64)
-        self.tgt_lengths = np.asarray(tgt_lengths, dtype=np.int64)
+        # int32 throughout the plan: at millions of examples every array is tens of MB, in every rank.
+        self.src_lengths = np.asarray(src_lengths, dtype=np.int32)
+        self.tgt_lengths = np.asarray(tgt_lengths, dtype=np.int32)
         longest = int(np.maximum(self.src_lengths, self.tgt_lengths).max(initial=0))
         check_batch_limits(max_tokens, batch_size, longest, f"the longest example ({longest} tokens)")
         self.max_tokens, self.batch_size = max_tokens, batch_size
@@ -101,11 +102,14 @@ class BucketBatchSampler(Sampler[list[int]]):
     def _make_plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(self.src_lengths)
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+        if self.shuffle:
+            rng.shuffle(order)  # the permutation rng.permutation(n) gives, without its int64 copy
         pool_size = self.pool_size if self.shuffle else max(n, 1)
         # Sort each pool by (source length, target length): one stable sort on (pool number, src, tgt).
-        pool = np.arange(n) // pool_size
+        pool = np.arange(n, dtype=order.dtype) // pool_size
         order = order[np.lexsort((self.tgt_lengths[order], self.src_lengths[order], pool))]
+        del pool
         sizes = np.maximum(self.src_lengths, self.tgt_lengths)[order]
         pool_ends = np.minimum(np.arange(pool_size, n + pool_size, pool_size), n) if n else np.zeros(0, np.int64)
         cuts = [self._cut(sizes, a, b) for a, b in zip([0, *pool_ends[:-1].tolist()], pool_ends.tolist())]
