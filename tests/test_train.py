@@ -192,6 +192,15 @@ def test_seed_zero_is_honoured(tmp_path: Path, multi30k_root: Path, cache_dir: P
     assert run(0, "a") == run(0, "b") != run(1, "c")
 
 
+def test_max_time_ends_a_run_inside_its_first_epoch(tmp_path: Path, multi30k_root: Path, cache_dir: Path) -> None:
+    # A fine-tuning run (MRT) can have epochs far longer than its time budget; Lightning's min_epochs would
+    # keep it training to the end of the epoch.
+    overrides = [*TINY, "trainer.max_time=00:00:00:02", "trainer.max_epochs=1", "test=false"]
+    _, objects = train(compose_train(tmp_path, multi30k_root, cache_dir, overrides))
+    trainer = objects["trainer"]
+    assert 0 < trainer.global_step < trainer.num_training_batches
+
+
 def test_one_embedding_matrix_for_source_target_and_output_survives_the_checkpoint(
     tmp_path: Path, multi30k_root: Path, cache_dir: Path
 ) -> None:
