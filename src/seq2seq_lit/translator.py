@@ -15,7 +15,7 @@ from seq2seq_lit.config import DecodingConfig
 from seq2seq_lit.data.collate import collate
 from seq2seq_lit.data.sampler import BucketBatchSampler
 from seq2seq_lit.data.tokenizer import Tokenizer
-from seq2seq_lit.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from seq2seq_lit.data.vocab import PAD_ID
 from seq2seq_lit.errors import ConfigError
 from seq2seq_lit.search import SearchResult, search
 
@@ -144,19 +144,17 @@ def parallel_batch(
 def lm_log_probs(
     model: nn.Module, tokenizer: Tokenizer, lines: list[str], device: torch.device | str = "cpu", max_tokens: int = 8192
 ) -> torch.Tensor:
-    """A language model's ``log P(line)`` (natural log, EOS included) of each line, in batches of at most
-    ``max_tokens`` token positions of similar length."""
-    ids = tokenizer.encode(lines)
+    """A language model's ``log P(line)`` (natural log, EOS included) of each line, batched by length as
+    translation is (``BucketBatchSampler``), at most ``max_tokens`` token positions a batch."""
+    empty = np.zeros(0, dtype=np.int64)
+    ids = [np.asarray(t, dtype=np.int64) for t in tokenizer.encode(lines)]
     out = torch.zeros(len(lines), device=device)
-    order = sorted(range(len(lines)), key=lambda i: len(ids[i]))
-    start = 0
-    while start < len(order):
-        end = start + 1
-        while end < len(order) and (end - start + 1) * (len(ids[order[end]]) + 2) <= max_tokens:
-            end += 1
-        rows = order[start:end]
-        seqs = [torch.tensor([BOS_ID, *ids[i], EOS_ID]) for i in rows]
-        tgt = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=PAD_ID).to(device)
-        out[torch.tensor(rows, device=device)] = sentence_log_probs(model(None, None, tgt[:, :-1]).float(), tgt[:, 1:])
-        start = end
+    if not lines:
+        return out
+    tgt_len = np.array([len(t) + 2 for t in ids])
+    sampler = BucketBatchSampler(np.ones_like(tgt_len), tgt_len, max(max_tokens, int(tgt_len.max())), shuffle=False)
+    for rows in sampler:
+        batch = collate([(i, empty, ids[i]) for i in rows])
+        tgt = batch["tgt"].to(device)
+        out[batch["ids"].to(device)] = sentence_log_probs(model(None, None, tgt[:, :-1]).float(), tgt[:, 1:])
     return out
