@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,20 +63,8 @@ class Translator:
         return out
 
     def batches(self, src_ids: list[np.ndarray], max_tokens: int, tgt_ids: list[np.ndarray] | None = None):
-        """Length-sorted, collated batches; ``ids`` index ``src_ids``. Without targets, empty lines are skipped."""
-        keep = [i for i, ids in enumerate(src_ids) if len(ids) or tgt_ids is not None]
-        if not keep:
-            return
-        empty = np.zeros(0, dtype=np.int64)
-        tgt_ids = tgt_ids or [empty] * len(src_ids)
-        src_len = np.array([len(src_ids[i]) + 1 for i in keep])
-        tgt_len = np.array([len(tgt_ids[i]) + 2 for i in keep])
-        longest = int(max(src_len.max(), tgt_len.max()))
-        sampler = BucketBatchSampler(src_len, tgt_len, max(max_tokens, longest), shuffle=False)
-        device = next(self.model.parameters()).device
-        for batch in sampler:
-            collated = collate([(keep[j], src_ids[keep[j]], tgt_ids[keep[j]]) for j in batch])
-            yield {k: v.to(device) for k, v in collated.items()}
+        """``length_batches`` on this translator's device."""
+        return length_batches(src_ids, max_tokens, tgt_ids, next(self.model.parameters()).device)
 
     @torch.no_grad()
     def translate(
@@ -125,6 +114,30 @@ class Translator:
         return out
 
 
+EMPTY = np.zeros(0, dtype=np.int64)
+
+
+def length_batches(
+    src_ids: list[np.ndarray],
+    max_tokens: int,
+    tgt_ids: list[np.ndarray] | None = None,
+    device: torch.device | str = "cpu",
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Length-sorted, collated batches (``BucketBatchSampler``, at most ``max_tokens`` token positions, or one
+    sentence if longer) on ``device``; ``ids`` index ``src_ids``. Without targets, empty lines are skipped."""
+    keep = [i for i, ids in enumerate(src_ids) if len(ids) or tgt_ids is not None]
+    if not keep:
+        return
+    tgt_ids = tgt_ids or [EMPTY] * len(src_ids)
+    src_len = np.array([len(src_ids[i]) + 1 for i in keep])
+    tgt_len = np.array([len(tgt_ids[i]) + 2 for i in keep])
+    longest = int(max(src_len.max(), tgt_len.max()))
+    sampler = BucketBatchSampler(src_len, tgt_len, max(max_tokens, longest), shuffle=False)
+    for batch in sampler:
+        collated = collate([(keep[j], src_ids[keep[j]], tgt_ids[keep[j]]) for j in batch])
+        yield {k: v.to(device) for k, v in collated.items()}
+
+
 def sentence_log_probs(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Sum of target-token log-probabilities per sentence, PAD excluded."""
     # |log_probs| = (batch_size, tgt_len, vocab_size), |target| = (batch_size, tgt_len)
@@ -145,16 +158,10 @@ def lm_log_probs(
     model: nn.Module, tokenizer: Tokenizer, lines: list[str], device: torch.device | str = "cpu", max_tokens: int = 8192
 ) -> torch.Tensor:
     """A language model's ``log P(line)`` (natural log, EOS included) of each line, batched by length as
-    translation is (``BucketBatchSampler``), at most ``max_tokens`` token positions a batch."""
-    empty = np.zeros(0, dtype=np.int64)
+    translation is (``length_batches``, the lines as targets of empty sources)."""
     ids = [np.asarray(t, dtype=np.int64) for t in tokenizer.encode(lines)]
     out = torch.zeros(len(lines), device=device)
-    if not lines:
-        return out
-    tgt_len = np.array([len(t) + 2 for t in ids])
-    sampler = BucketBatchSampler(np.ones_like(tgt_len), tgt_len, max(max_tokens, int(tgt_len.max())), shuffle=False)
-    for rows in sampler:
-        batch = collate([(i, empty, ids[i]) for i in rows])
-        tgt = batch["tgt"].to(device)
-        out[batch["ids"].to(device)] = sentence_log_probs(model(None, None, tgt[:, :-1]).float(), tgt[:, 1:])
+    for batch in length_batches([EMPTY] * len(ids), max_tokens, ids, device):
+        tgt = batch["tgt"]
+        out[batch["ids"]] = sentence_log_probs(model(None, None, tgt[:, :-1]).float(), tgt[:, 1:])
     return out
