@@ -150,6 +150,23 @@ def test_dsl_trains_from_the_cli_and_holds_both_directions(
         theirs = command("translate", [f"ckpt_path={original}", "beam_size=2"], stdin=text)
         assert mine.returncode == 0, mine.stderr.decode()
         assert mine.stdout == theirs.stdout and mine.stdout.strip()
+    if family == "rnn":  # evaluate compares the reverse direction with the checkpoint it started from
+        (tmp_path / "src.de").write_text("\n".join(DE[:5]) + "\n")
+        (tmp_path / "ref.en").write_text("\n".join(EN[:5]) + "\n")
+        files = [f"data.src={tmp_path / 'src.de'}", f"data.ref={tmp_path / 'ref.en'}", "beam_size=2"]
+        out = tmp_path / "eval"
+        both = [f"ckpt_path=[{reverse},{ckpt}]", f"hydra.run.dir={out}", *files]
+        done = command("evaluate", [*both, "direction=[src2tgt,tgt2src]"], cwd=tmp_path)
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+        assert (out / "src.de.0.hyp").read_text() == (out / "src.de.1.hyp").read_text() != ""
+        assert f"1: {ckpt} (tgt2src)" in done.stdout.decode()
+        # One direction for both: the reverse checkpoint holds no tgt2src; a list of the wrong length.
+        done = command("evaluate", [*both, "direction=tgt2src"], cwd=tmp_path)
+        assert done.returncode == 1 and "holds one direction only" in done.stderr.decode()
+        done = command("evaluate", [*both, "direction=[tgt2src]"], cwd=tmp_path)
+        assert done.returncode == 1 and "direction=['tgt2src'] names 1 directions for 2 checkpoints" in (
+            done.stderr.decode()
+        )
 
 
 def test_dsl_start_up_errors_name_the_key(

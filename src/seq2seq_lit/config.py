@@ -320,6 +320,8 @@ class EvaluateData:
 @dataclass
 class EvaluateConfig(CommandConfig):
     ckpt_path: Any = MISSING  # a checkpoint, or a list of them to compare: ckpt_path=[A,B]
+    # one for every checkpoint, or one per checkpoint: ckpt_path=[DE_EN,DSL] direction=[src2tgt,tgt2src]
+    direction: Any = "src2tgt"
     bootstrap_samples: int = 1000  # resamples of the paired bootstrap test when comparing checkpoints
     split: str = "test_2016_flickr"  # a Multi30k split under data.root, read as {split}.{lang}.gz
     data: EvaluateData = field(default_factory=EvaluateData)

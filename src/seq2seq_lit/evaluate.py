@@ -40,10 +40,26 @@ def evaluate(cfg: DictConfig) -> dict:
     paths = [str(p) for p in cfg.ckpt_path] if OmegaConf.is_list(cfg.ckpt_path) else [str(cfg.ckpt_path)]
     if not paths:
         raise ConfigError("ckpt_path=[] names no checkpoint")
-    return evaluate_one(cfg, paths[0]) if len(paths) == 1 else compare(cfg, paths)
+    directions = checkpoint_directions(cfg.direction, len(paths))
+    if len(paths) == 1:
+        return evaluate_one(cfg, paths[0], directions[0])
+    return compare(cfg, paths, directions)
 
 
-def translate_test_set(cfg: DictConfig, path: str) -> tuple[list[str], list[str], Path, Path]:
+def checkpoint_directions(direction: object, n_paths: int) -> list[str]:
+    """``direction``: one for all ``n_paths`` checkpoints, or a list with one per checkpoint."""
+    if not OmegaConf.is_list(direction):
+        return [str(direction)] * n_paths
+    directions = [str(d) for d in direction]
+    if len(directions) != n_paths:
+        raise ConfigError(
+            f"direction={directions} names {len(directions)} directions for {n_paths} checkpoints in ckpt_path; "
+            "give one for all, or one per checkpoint"
+        )
+    return directions
+
+
+def translate_test_set(cfg: DictConfig, path: str, direction: str) -> tuple[list[str], list[str], Path, Path]:
     """One checkpoint's translations of the test set, with the references and where both came from."""
     from seq2seq_lit.checkpoint import load_checkpoint
     from seq2seq_lit.data.corpus import read_parallel
@@ -52,7 +68,7 @@ def translate_test_set(cfg: DictConfig, path: str) -> tuple[list[str], list[str]
     decoding = cast(EvaluateConfig, OmegaConf.to_object(cfg))  # an EvaluateConfig, which is a DecodingConfig
     decoding.n_best = 1
     decoding.check()
-    ckpt = load_checkpoint(path, cfg.device, cfg.direction)
+    ckpt = load_checkpoint(path, cfg.device, direction)
     src_path, ref_path = source_and_reference(cfg, ckpt.data)
     sources, refs = read_parallel(src_path, ref_path)
     translator = Translator(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, ckpt.data.get("max_length"))
@@ -60,12 +76,13 @@ def translate_test_set(cfg: DictConfig, path: str) -> tuple[list[str], list[str]
     return hyps, refs, src_path, ref_path
 
 
-def evaluate_one(cfg: DictConfig, path: str) -> dict:
+def evaluate_one(cfg: DictConfig, path: str, direction: str) -> dict:
     from seq2seq_lit.scoring import score_corpus, write_report
 
-    hyps, refs, src_path, ref_path = translate_test_set(cfg, path)
+    hyps, refs, src_path, ref_path = translate_test_set(cfg, path, direction)
     report = {
         "ckpt_path": path,
+        "direction": direction,
         "source": str(src_path),
         "reference": str(ref_path),
         "beam_size": cfg.beam_size,
@@ -82,21 +99,24 @@ def evaluate_one(cfg: DictConfig, path: str) -> dict:
     return report
 
 
-def compare(cfg: DictConfig, paths: list[str]) -> dict:
+def compare(cfg: DictConfig, paths: list[str], directions: list[str]) -> dict:
     """Each checkpoint's BLEU and chrF (cased) with 95% confidence intervals, and the p-value of each one's
     difference from the first, by paired bootstrap resampling over the same test set."""
     from seq2seq_lit.scoring import compare_systems, write_hypotheses, write_json
 
-    hyps, refs, src_path, ref_path = translate_test_set(cfg, paths[0])
-    systems = {f"0: {paths[0]}": hyps}
+    def label(i: int) -> str:
+        return f"{i}: {paths[i]}" + (f" ({directions[i]})" if directions[i] != "src2tgt" else "")
+
+    hyps, refs, src_path, ref_path = translate_test_set(cfg, paths[0], directions[0])
+    systems = {label(0): hyps}
     for i, path in enumerate(paths[1:], start=1):
-        hyps, _, *files = translate_test_set(cfg, path)
+        hyps, _, *files = translate_test_set(cfg, path, directions[i])
         if files != [src_path, ref_path]:
             raise ConfigError(
                 f"ckpt_path: {path} translates {files[0]} -> {files[1]}, {paths[0]} {src_path} -> {ref_path}; "
                 "compare checkpoints of one language pair (or give data.src and data.ref)"
             )
-        systems[f"{i}: {path}"] = hyps
+        systems[label(i)] = hyps
     report = {"source": str(src_path), "reference": str(ref_path), "beam_size": cfg.beam_size, "alpha": cfg.alpha}
     report |= compare_systems(systems, refs, cfg.bootstrap_samples)
     out_dir, name = Path(cfg.output_dir), test_set_name(cfg)
