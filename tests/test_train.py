@@ -355,6 +355,25 @@ def test_the_monitored_checkpoint_is_tested_whatever_the_callback_order(
     assert objects["trainer"].ckpt_path == str(best)  # what the test stage loaded
 
 
+def test_last_ckpt_holds_the_final_weights_when_the_monitored_metric_stops_improving(
+    tmp_path: Path, multi30k_root: Path, cache_dir: Path
+) -> None:
+    # monitor=epoch, mode=min: only the first epoch is ever the best, so the top-k checkpoint stops at step 2.
+    # Lightning's own save_last writes last.ckpt only beside a top-k save; ours must follow every epoch.
+    overrides = [
+        *TINY, "trainer.max_epochs=3", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "test=false",
+        "callbacks.model_checkpoint.monitor=epoch", "callbacks.model_checkpoint.mode=min",
+        "~callbacks.early_stopping", "~callbacks.attention_plots", "model.decoding.val_bleu=false",
+    ]  # fmt: skip
+    _, objects = train(compose_train(tmp_path, multi30k_root, cache_dir, overrides))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert torch.load(checkpoints / "epoch_000.ckpt", weights_only=True)["global_step"] == 2
+    last = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    assert last["global_step"] == objects["trainer"].global_step == 6
+    weights = objects["model"].state_dict()
+    assert all(torch.equal(last["state_dict"][name], weights[name].cpu()) for name in weights)
+
+
 def test_a_misspelled_optimized_metric_fails_naming_the_metrics(tmp_path: Path, multi30k_root: Path, cache_dir: Path):
     args = [*TINY, f"data.root={multi30k_root}", "debug=fdr", "optimized_metric=val/pll"]
     result = run_cli(args, tmp_path, cache_dir)

@@ -98,7 +98,7 @@ class DecodingSettings(SearchLimits):
 
 @dataclass
 class ObjectiveConfig:
-    """``model.objective``: what training minimises, chosen with ``model/objective=mle|mrt``."""
+    """``model.objective``: what training minimises, chosen with ``model/objective=mle|mrt|dsl``."""
 
     # mle: the masked NLL; mrt: minimum risk training; dsl: dual supervised learning (seq2seq_lit.objectives)
     name: str = "mle"
