@@ -38,7 +38,7 @@ def test_logger_options_instantiate(option: str, tmp_path, multi30k_root, cache_
 def test_callback_options_instantiate(option: str, tmp_path, multi30k_root, cache_dir) -> None:
     cfg = compose_train(tmp_path, multi30k_root, cache_dir, [f"callbacks={option}"])
     callbacks = instantiate_group(cfg.callbacks)
-    assert len(callbacks) == {"default": 8, "none": 0}.get(option, 1)
+    assert len(callbacks) == {"default": 8, "model_checkpoint": 2, "none": 0}.get(option, 1)
     if option == "periodic_checkpoint":
         assert callbacks[0]._train_time_interval == datetime.timedelta(minutes=10)
 
