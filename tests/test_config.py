@@ -58,7 +58,7 @@ def test_trainer_options_instantiate(option: str, tmp_path, multi30k_root, cache
 def test_model_and_optimizer_instantiate(option, experiment, debug, tmp_path, multi30k_root, cache_dir) -> None:
     overrides = [f"model/scheduler={option}" if option else "~model/scheduler"]
     if option in ("cosine_budget", "warmup_cosine_budget"):  # without a trainer, its length in steps has to be given
-        overrides.append("model.scheduler.scheduler.total_steps=1000")
+        overrides.append("model.scheduler.scheduler.total_steps=10000")
     overrides += [f"experiment={experiment}"] if experiment else []
     overrides += [f"debug={debug}"] if debug else []
     cfg = compose_train(tmp_path, multi30k_root, cache_dir, overrides)

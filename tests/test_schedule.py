@@ -57,6 +57,27 @@ def test_steps_alone_give_the_per_step_cosine(clock: FakeClock) -> None:
     assert seen[0] == 2.0 and seen[2] == pytest.approx(1.25) and seen[4] == seen[5] == 0.5
 
 
+def test_a_linear_warm_up_from_zero_then_the_cosine_over_the_whole_budget(clock: FakeClock) -> None:
+    sched = BudgetCosineLR(optimizer(2.0), total_steps=10, warmup_steps=4)
+    seen = [lr_of(sched)]
+    for _ in range(11):
+        step(sched)
+        seen.append(lr_of(sched))
+    warm_up = [2.0 * k / 4 for k in range(4)]
+    decay = [2.0 * 0.5 * (1 + math.cos(math.pi * min(k, 10) / 10)) for k in range(4, 12)]
+    assert seen == pytest.approx(warm_up + decay, abs=1e-12)
+
+
+def test_a_run_shorter_than_its_warm_up_ends_warming_up(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    sched = BudgetCosineLR(optimizer(1.0), total_steps=2, warmup_steps=8)
+    assert "warmup_steps=8 is not below the run's 2 steps" in caplog.text
+    step(sched)
+    step(sched)
+    assert lr_of(sched) == pytest.approx(2 / 8)
+    with pytest.raises(ValueError, match=r"model\.scheduler\.scheduler\.warmup_steps=-1 must be >= 0"):
+        BudgetCosineLR(optimizer(), total_steps=2, warmup_steps=-1)
+
+
 def test_time_runs_out_first_on_a_slow_machine(clock: FakeClock) -> None:
     sched = BudgetCosineLR(optimizer(1.0), total_steps=1000, max_seconds="00:00:01:40")  # 100 s
     assert sched.max_seconds == 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -13,6 +14,8 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from seq2seq_lit.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def parse_seconds(max_time: str | float | Mapping | timedelta | None, key: str = "max_time") -> float | None:
@@ -42,6 +45,7 @@ def parse_seconds(max_time: str | float | Mapping | timedelta | None, key: str =
 class BudgetCosineLR(LRScheduler):
     """Per-step cosine decay from each group's lr to ``eta_min``, driven by the larger of two fractions,
     after an optional linear warm-up from 0 over ``warmup_steps`` steps (which the decay's budget includes).
+    A run shorter than its warm-up (a ``debug=fdr`` smoke test of a recipe) ends still warming up, with a warning.
 
     progress = max(steps taken / ``total_steps``, seconds since the schedule started / ``max_seconds``).
     A run limited by ``trainer.max_time`` then ends with its rate decayed even on a machine slower than the
@@ -62,8 +66,14 @@ class BudgetCosineLR(LRScheduler):
     ) -> None:
         if total_steps < 1:
             raise ConfigError(f"total_steps={total_steps} must be at least 1")
-        if not 0 <= warmup_steps < total_steps:
-            raise ConfigError(f"warmup_steps={warmup_steps} must be in [0, total_steps={total_steps})")
+        if warmup_steps < 0:
+            raise ConfigError(f"model.scheduler.scheduler.warmup_steps={warmup_steps} must be >= 0")
+        if warmup_steps >= total_steps:
+            log.warning(
+                "model.scheduler.scheduler.warmup_steps=%d is not below the run's %d steps: the run ends warming up",
+                warmup_steps,
+                total_steps,
+            )
         self.total_steps, self.warmup_steps = int(total_steps), int(warmup_steps)
         self.max_seconds = parse_seconds(max_seconds, "max_seconds")
         self.eta_min = eta_min
