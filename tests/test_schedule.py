@@ -163,5 +163,7 @@ def test_inverse_sqrt_warms_up_linearly_then_decays_as_one_over_sqrt_step() -> N
         sched.step()
     want = [1.0, 1.25, 1.5, 1.75, 2.0, 2 * math.sqrt(4 / 5), 2 * math.sqrt(4 / 6), 2 * math.sqrt(4 / 7)]
     assert rates == pytest.approx(want, rel=1e-12)
-    with pytest.raises(ValueError, match="warmup_steps=0 must be at least 1"):
+    with pytest.raises(ValueError, match=r"model\.scheduler\.scheduler\.warmup_steps=0 must be at least 1"):
         schedule.InverseSqrtLR(optimizer(), warmup_steps=0)
+    with pytest.raises(ValueError, match=r"model\.scheduler\.scheduler\.warmup_init_factor=1.5 must be in"):
+        schedule.InverseSqrtLR(optimizer(), warmup_steps=4, warmup_init_factor=1.5)

@@ -117,9 +117,9 @@ class InverseSqrtLR(LRScheduler):
         self, optimizer: Optimizer, warmup_steps: int, warmup_init_factor: float = 0.0, last_epoch: int = -1
     ) -> None:
         if warmup_steps < 1:
-            raise ConfigError(f"warmup_steps={warmup_steps} must be at least 1")
+            raise ConfigError(f"model.scheduler.scheduler.warmup_steps={warmup_steps} must be at least 1")
         if not 0.0 <= warmup_init_factor <= 1.0:
-            raise ConfigError(f"warmup_init_factor={warmup_init_factor} must be in [0, 1]")
+            raise ConfigError(f"model.scheduler.scheduler.warmup_init_factor={warmup_init_factor} must be in [0, 1]")
         self.warmup_steps, self.warmup_init_factor = int(warmup_steps), warmup_init_factor
         super().__init__(optimizer, last_epoch)
 
