@@ -195,7 +195,9 @@ def training_rss_mb(args: argparse.Namespace, steps: int, family: str = "rnn") -
     return int(out.split()[-1]) / 1024
 
 
-def profile_tables(dm, batches: list, translator, sentences: list[str], device: str = "cpu", rows: int = 12) -> str:
+def profile_tables(
+    dm, batches: list, translator, sentences: list[str], device: str = "cpu", rows: int = 12, bf16: bool = True
+) -> str:
     """torch.profiler tables of training steps in fp32 and bf16 and of greedy decoding: self CPU time per op,
     or self CUDA time on a GPU."""
     from torch.profiler import ProfilerActivity, profile
@@ -213,14 +215,15 @@ def profile_tables(dm, batches: list, translator, sentences: list[str], device: 
             bare_step(model, opt, batch, bf16)
 
     sections = []
-    for title, work in [
+    works = [
         ("training, fp32, 5 steps of 64 sentences", lambda: train_steps(False)),
         ("training, bf16 autocast, 5 steps of 64 sentences", lambda: train_steps(True)),
         (
             "greedy decoding, fp32, 200 sentences",
             lambda: translator.translate(sentences[:200], DecodingConfig(beam_size=1)),
         ),
-    ]:
+    ]
+    for title, work in works if bf16 else works[::2]:
         work()  # warm-up
         with profile(activities=activities) as prof:
             work()
@@ -295,7 +298,7 @@ def decoding_config(beam: int, bf16: bool = False):
     return DecodingConfig(beam_size=beam, max_tokens=4096, bf16=bf16)
 
 
-def matmul_bounds(res: dict, dm, batches: list, translator, sentences: list[str]) -> None:
+def matmul_bounds(res: dict, dm, batches: list, translator, sentences: list[str], bf16: bool = True) -> None:
     """Add the matmul shares of fp32 training (bare loop, ``batches`` after the first 3) and of greedy and
     beam-5 decoding of ``sentences`` to ``res``, with the speeds they bound; and the shares of the work each
     needs besides the matmuls (``REQUIRED_*_OPS``), with the speeds matmuls and that work together bound."""
@@ -309,8 +312,8 @@ def matmul_bounds(res: dict, dm, batches: list, translator, sentences: list[str]
     res["train_tok_s_fp32_required_bound"] = res["train_tok_s_fp32"] / (train["matmul"] + train["required"])
     decoding_groups = {"matmul": MATMUL_OPS, "required": REQUIRED_DECODING_OPS}
     for name, beam in (("greedy", 1), ("beam5", 5)):
-        for suffix, bf16 in (("", False), ("_bf16", True)):
-            cfg = decoding_config(beam, bf16)
+        for suffix, autocast in (("", False), ("_bf16", True))[: 2 if bf16 else 1]:
+            cfg = decoding_config(beam, autocast)
             share = time_shares(lambda cfg=cfg: translator.translate(sentences, cfg), decoding_groups)
             speed = res[f"{name}_sent_s{suffix}"]
             res[f"matmul_share_{name}{suffix}"] = share["matmul"]
@@ -331,7 +334,7 @@ def decoding_ceilings(res: dict, translator, sentences: list[str]) -> None:
             translator.translate(sentences, decoding_config(beam))
         flops = counter.get_total_flops() / len(sentences)
         res[f"{name}_flops_per_sentence"] = flops
-        for precision in ("fp32", "bf16"):
+        for precision in ("fp32", "bf16")[: 2 if "matmul_gflops_bf16" in res else 1]:
             res[f"{name}_sent_s_ceiling_{precision}"] = res[f"matmul_gflops_{precision}"] * 1e9 / flops
 
 
@@ -433,15 +436,18 @@ def transformer_figures(res: dict, dm, batches: list, steps: int, sentences: lis
     from seq2seq_lit.translator import Translator
 
     fp32 = lightning_throughput(dm, batches, "32-true", steps, args.device, family="transformer")[0]
-    bf16 = lightning_throughput(dm, batches, "bf16-mixed", steps, args.device, family="transformer")[0]
-    res["transformer_train_tok_s_fp32"], res["transformer_train_tok_s_bf16"] = fp32, bf16
+    res["transformer_train_tok_s_fp32"] = fp32
+    if args.bf16:
+        bf16 = lightning_throughput(dm, batches, "bf16-mixed", steps, args.device, family="transformer")[0]
+        res["transformer_train_tok_s_bf16"] = bf16
     model = reference_model(dm, family="transformer").to(args.device).train()
     flops = statistics.median(
         counted_train_flops(model, {k: v.to(args.device) for k, v in b.items()}) / target_tokens(b) for b in batches[:5]
     )
     res["transformer_train_flops_per_tgt_token"] = flops
     res["transformer_mfu_fp32"] = fp32 * flops / (res["matmul_gflops_fp32"] * 1e9)
-    res["transformer_mfu_bf16"] = bf16 * flops / (res["matmul_gflops_bf16"] * 1e9)
+    if args.bf16:
+        res["transformer_mfu_bf16"] = bf16 * flops / (res["matmul_gflops_bf16"] * 1e9)
     ckpt = args.transformer_ckpt or newest_recipe_checkpoint("multi30k_en_de_transformer")
     untrained = Translator(model.eval(), dm.src_tokenizer, dm.tgt_tokenizer, 100)
     # Like against like: trained recipe models on both sides, or both untrained networks (every output to the
@@ -452,7 +458,8 @@ def transformer_figures(res: dict, dm, batches: list, steps: int, sentences: lis
     uncached = Translator(WithoutCache(translator.model), translator.src_tokenizer, translator.tgt_tokenizer, 100)
     for name, beam in (("greedy", 1), ("beam5", 5)):
         res[f"transformer_{name}_sent_s"] = decoding_speed(translator, sentences, beam, device=args.device)
-        res[f"transformer_{name}_sent_s_bf16"] = decoding_speed(translator, sentences, beam, True, args.device)
+        if args.bf16:
+            res[f"transformer_{name}_sent_s_bf16"] = decoding_speed(translator, sentences, beam, True, args.device)
         res[f"transformer_{name}_sent_s_no_cache"] = decoding_speed(uncached, sentences, beam, device=args.device)
         if ckpt is not None and not rnn_trained:
             trained = Translator.from_checkpoint(ckpt, args.device)
@@ -477,6 +484,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from seq2seq_lit.data.sampler import BucketBatchSampler
+    from seq2seq_lit.precision import cpu_has_bf16
+
+    # A CPU without bfloat16 in oneDNN (AVX2 only) has no bf16 LSTM and a crawling bf16 matmul: fp32 figures only.
+    args.bf16 = args.device != "cpu" or cpu_has_bf16()
     from seq2seq_lit.translator import Translator
 
     steps = 10 if args.quick else 40
@@ -503,11 +514,14 @@ def main() -> None:
         "bf16": lambda: lightning_throughput(dm, batches, "bf16-mixed", steps, args.device)[0],
         "textbook": lambda: bare_throughput(dm, batches, steps, args.device, forward=textbook.forward),
     }
+    if not args.bf16:
+        del runs["bf16"]
     with stage(stages, "training"):
         reps = 10 if args.quick else 20
 
         def read_ceilings() -> tuple[float, float]:
-            return matmul_gflops(torch.float32, args.device, reps), matmul_gflops(torch.bfloat16, args.device, reps)
+            bf16 = matmul_gflops(torch.bfloat16, args.device, reps) if args.bf16 else float("nan")
+            return matmul_gflops(torch.float32, args.device, reps), bf16
 
         ceilings = [read_ceilings()]
         rounds = []
@@ -517,12 +531,16 @@ def main() -> None:
             rounds.append({name: measured[name] for name in runs})
             ceilings.append(read_ceilings())
     res["matmul_gflops_fp32"] = max(c[0] for c in ceilings)
-    res["matmul_gflops_bf16"] = max(c[1] for c in ceilings)
+    if args.bf16:
+        res["matmul_gflops_bf16"] = max(c[1] for c in ceilings)
     res["train_tok_s_fp32"] = statistics.median(r["fp32"] for r in rounds)
     res["train_tok_s_bare_fp32"] = statistics.median(r["bare"] for r in rounds)
     res["lightning_overhead"] = statistics.median(1 - r["fp32"] / r["bare"] for r in rounds)
-    res["train_tok_s_bf16"] = statistics.median(r["bf16"] for r in rounds)
-    res["bf16_speedup"] = statistics.median(r["bf16"] / r["fp32"] for r in rounds)
+    if args.bf16:
+        res["train_tok_s_bf16"] = statistics.median(r["bf16"] for r in rounds)
+        res["bf16_speedup"] = statistics.median(r["bf16"] / r["fp32"] for r in rounds)
+    else:
+        res["bf16"] = f"not measured: no bfloat16 in oneDNN on this CPU ({torch.backends.cpu.get_cpu_capability()})"
     res["train_tok_s_textbook_fp32"] = statistics.median(r["textbook"] for r in rounds)
     # Both plain loops: the same model, batches and optimizer, only the decoder's time loop differs.
     res["speedup_vs_textbook_train_fp32"] = statistics.median(r["bare"] / r["textbook"] for r in rounds)
@@ -531,7 +549,8 @@ def main() -> None:
     flops_per_tok = statistics.median(train_flops(b, *dims) / target_tokens(b) for b in batches)
     res["train_flops_per_tgt_token"] = flops_per_tok
     res["mfu_fp32"] = res["train_tok_s_fp32"] * flops_per_tok / (res["matmul_gflops_fp32"] * 1e9)
-    res["mfu_bf16"] = res["train_tok_s_bf16"] * flops_per_tok / (res["matmul_gflops_bf16"] * 1e9)
+    if args.bf16:
+        res["mfu_bf16"] = res["train_tok_s_bf16"] * flops_per_tok / (res["matmul_gflops_bf16"] * 1e9)
 
     ckpt = args.ckpt or newest_recipe_checkpoint()
     test_src = dm.sources("test_2016_flickr", list(range(150 if args.quick else 1000)))
@@ -548,8 +567,9 @@ def main() -> None:
             res[f"{name}_sent_s"], res[f"{name}_sent_s_textbook"] = pair["ours"], pair["textbook"]
             res[f"speedup_vs_textbook_{name}"] = pair["ours"] / pair["textbook"]
             res[f"same_output_as_textbook_{name}"] = pair["same"]
-        res["greedy_sent_s_bf16"] = decoding_speed(translator, test_src, 1, bf16=True, device=args.device)
-        res["beam5_sent_s_bf16"] = decoding_speed(translator, test_src, 5, bf16=True, device=args.device)
+        if args.bf16:
+            res["greedy_sent_s_bf16"] = decoding_speed(translator, test_src, 1, bf16=True, device=args.device)
+            res["beam5_sent_s_bf16"] = decoding_speed(translator, test_src, 5, bf16=True, device=args.device)
     with stage(stages, "transformer"):
         transformer_figures(res, dm, batches, steps, test_src, args)
     with stage(stages, "decoding_ceilings"):
@@ -557,7 +577,7 @@ def main() -> None:
     if args.device == "cpu":
         steps_profiled, sentences_profiled = (2, 40) if args.quick else (10, 1000)
         with stage(stages, "matmul_bounds"):
-            matmul_bounds(res, dm, batches[: 3 + steps_profiled], translator, test_src[:sentences_profiled])
+            matmul_bounds(res, dm, batches[: 3 + steps_profiled], translator, test_src[:sentences_profiled], args.bf16)
     with stage(stages, "help"):
         res["help_s"] = help_seconds()
     with stage(stages, "peak_rss"):
@@ -588,7 +608,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
     if args.profile:
-        args.profile.write_text(profile_tables(dm, batches, translator, test_src, args.device))
+        args.profile.write_text(profile_tables(dm, batches, translator, test_src, args.device, bf16=args.bf16))
 
 
 if __name__ == "__main__":

@@ -91,17 +91,23 @@ def test_a_nonfinite_micro_batch_skips_its_whole_accumulated_step(
 def test_interrupt_saves_a_resumable_checkpoint(sig, tmp_path: Path, multi30k_root, cache_dir, tiny_datamodule) -> None:
     env = {**os.environ, "SEQ2SEQ_LIT_CACHE": str(cache_dir), "WANDB_MODE": "offline"}
     args = [*TINY_QUIET, f"data.root={multi30k_root}", "trainer.max_epochs=50", f"hydra.run.dir={tmp_path / 'run'}"]
+    # A shell that starts pytest in the background (`cmd &`) ignores SIGINT, and its children inherit that: the
+    # training process gets the default disposition back, as when started from a terminal.
     proc = subprocess.Popen(
         [sys.executable, "-m", "seq2seq_lit.train", *args], cwd=tmp_path, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
-    metrics = tmp_path / "run" / "csv" / "metrics.csv"
-    deadline = time.time() + 240
-    while time.time() < deadline and not metrics.is_file():
-        time.sleep(0.5)  # the CSV logger first writes after 100 steps: training is well under way
-    assert proc.poll() is None, "training ended before it could be interrupted"
-    proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=120)
+    try:
+        metrics = tmp_path / "run" / "csv" / "metrics.csv"
+        deadline = time.time() + 240
+        while time.time() < deadline and not metrics.is_file():
+            time.sleep(0.5)  # the CSV logger first writes after 100 steps: training is well under way
+        assert proc.poll() is None, "training ended before it could be interrupted"
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()  # a failed test leaves no 50-epoch run behind to slow the rest of the suite
     ckpt_path = tmp_path / "run" / "checkpoints" / "interrupted.ckpt"
     assert ckpt_path.is_file(), stderr[-3000:]
     ckpt = torch.load(ckpt_path, weights_only=True)

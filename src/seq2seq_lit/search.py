@@ -14,6 +14,7 @@ import torch
 from seq2seq_lit.config import DecodingConfig, SearchLimits
 from seq2seq_lit.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from seq2seq_lit.errors import ConfigError
+from seq2seq_lit.precision import autocast_bf16
 
 # Defaults of the keyword arguments below: the config schema's, so code and commands decode alike.
 _LIMITS = SearchLimits()
@@ -57,7 +58,8 @@ def search(
 ) -> SearchResult:
     """Greedy search when ``cfg.beam_size`` is 1, beam search otherwise; under bf16 autocast if ``cfg.bf16``."""
     a, b, alpha = cfg.max_len_a, cfg.max_len_b, cfg.alpha
-    with torch.autocast(src.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+    bf16 = autocast_bf16(cfg.bf16, src.device, "bf16")
+    with torch.autocast(src.device.type, dtype=torch.bfloat16, enabled=bf16):
         if cfg.beam_size == 1:
             return greedy_search(
                 model, src, src_lengths, alpha=alpha, max_len_a=a, max_len_b=b, return_attention=return_attention

@@ -70,6 +70,7 @@ def _train(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> tuple[
     from hydra.utils import instantiate
 
     from seq2seq_lit.checkpoint import InitFrom
+    from seq2seq_lit.precision import resolve_precision
     from seq2seq_lit.resume import Resume
 
     resume = Resume.from_config(cfg)
@@ -79,6 +80,7 @@ def _train(cfg: DictConfig, output_dir: Path, summary: dict[str, Any]) -> tuple[
     cfg.seed = resolve_seed(cfg.seed)
     L.seed_everything(cfg.seed, workers=True)
     _share_cpu_threads()
+    resolve_precision(cfg.trainer)
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 
     log.info("Instantiating datamodule <%s>", cfg.data._target_)
