@@ -275,7 +275,7 @@ class DecodingConfig(SearchLimits):
     beam_size: int = 5  # 1 = greedy
     n_best: int = 1  # > 1: translate prints "index ||| hypothesis ||| score" lines
     max_tokens: int = 4096  # source tokens per batch, padding included
-    bf16: bool = False  # run the decoder under bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX, on GPUs)
+    bf16: bool = False  # decode under bf16 autocast: for GPUs and CPUs with AVX-512/AMX (float32 elsewhere)
 
     def check(self) -> None:
         if self.beam_size < 1:
