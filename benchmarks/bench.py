@@ -484,11 +484,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from seq2seq_lit.data.sampler import BucketBatchSampler
-    from seq2seq_lit.precision import cpu_has_bf16
+    from seq2seq_lit.precision import has_bf16
+    from seq2seq_lit.translator import Translator
 
     # A CPU without bfloat16 in oneDNN (AVX2 only) has no bf16 LSTM and a crawling bf16 matmul: fp32 figures only.
-    args.bf16 = args.device != "cpu" or cpu_has_bf16()
-    from seq2seq_lit.translator import Translator
+    args.bf16 = has_bf16(args.device)
 
     steps = 10 if args.quick else 40
     stages: dict[str, float] = {}

@@ -21,10 +21,15 @@ def cpu_has_bf16() -> bool:
     return bool(check()) if check is not None else True
 
 
+def has_bf16(device: torch.device | str) -> bool:
+    """Whether bfloat16 runs on ``device``: any accelerator, a CPU only with bfloat16 in oneDNN."""
+    return torch.device(device).type != "cpu" or cpu_has_bf16()
+
+
 def autocast_bf16(requested: bool, device: torch.device | str, key: str) -> bool:
     """Whether to run under bfloat16 autocast: ``requested`` unless ``device`` is a CPU without bf16 (warned
     once, naming the config ``key``)."""
-    if not requested or torch.device(device).type != "cpu" or cpu_has_bf16():
+    if not requested or has_bf16(device):
         return requested
     _warn_float32(key, "true")
     return False
