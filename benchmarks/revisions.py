@@ -1,9 +1,10 @@
-"""RNN speed of two revisions, in one run: ``python benchmarks/revisions.py REV_A REV_B [--rounds 3]``.
+"""Speed of two revisions, in one run: ``python benchmarks/revisions.py REV_A REV_B [--rounds 3]``.
 
 Each revision is checked out into a temporary git worktree; every round runs each one's measurement in a fresh
 process (alternating the order, so a drift of the machine's speed favours neither) on the same data, weights
 (seed 0) and sentences: training tokens/s of the reference RNN in a plain PyTorch loop (fp32), and greedy and
-beam-5 sentences/s on 500 test sentences. Prints the medians and the ratios B/A.
+beam-5 sentences/s on 500 test sentences of the reference RNN and of the Transformer recipe's network (untrained,
+or the checkpoints ``--ckpt`` and ``--transformer-ckpt``). Prints the medians and the ratios B/A.
 """
 
 from __future__ import annotations
@@ -40,8 +41,16 @@ model = bench.reference_model(dm, dropout=0.0).eval()
 translator = Translator(model, dm.src_tokenizer, dm.tgt_tokenizer, 100)
 sentences = dm.sources("test_2016_flickr", list(range(500)))
 out = {"train_tok_s": statistics.median(rates[3:])}
-for name, beam in (("greedy", 1), ("beam5", 5)):
-    out[name + "_sent_s"] = bench.decoding_speed(translator, sentences, beam)
+ckpts = json.loads(sys.argv[4])
+for family, prefix in (("rnn", ""), ("transformer", "transformer_")):
+    if ckpts[family]:
+        translator = Translator.from_checkpoint(ckpts[family])
+    elif family == "transformer":
+        torch.manual_seed(0)
+        model = bench.reference_model(dm, dropout=0.0, family=family).eval()
+        translator = Translator(model, dm.src_tokenizer, dm.tgt_tokenizer, 100)
+    for name, beam in (("greedy", 1), ("beam5", 5)):
+        out[prefix + name + "_sent_s"] = bench.decoding_speed(translator, sentences, beam)
 print(json.dumps(out))
 """
 
@@ -53,7 +62,10 @@ def main() -> None:
     parser.add_argument(
         "--data", default=os.environ.get("SEQ2SEQ_LIT_TEST_DATA", str(ROOT.parent / "shared/data/multi30k"))
     )
+    parser.add_argument("--ckpt", help="an RNN checkpoint to decode with (default: the untrained reference RNN)")
+    parser.add_argument("--transformer-ckpt", help="a Transformer checkpoint to decode with")
     args = parser.parse_args()
+    ckpts = json.dumps({"rnn": args.ckpt, "transformer": args.transformer_ckpt})
     with tempfile.TemporaryDirectory() as tmp:
         trees = {}
         for i, rev in enumerate(args.revisions):
@@ -66,7 +78,7 @@ def main() -> None:
             for r in range(args.rounds):
                 for rev in args.revisions if r % 2 == 0 else args.revisions[::-1]:
                     env = {**os.environ, "PYTHONPATH": str(trees[rev] / "src")}
-                    cmd = [sys.executable, "-c", MEASURE, str(trees[rev]), args.data, str(Path(tmp) / "cache")]
+                    cmd = [sys.executable, "-c", MEASURE, str(trees[rev]), args.data, str(Path(tmp) / "cache"), ckpts]
                     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
                     results[rev].append(json.loads(out.splitlines()[-1]))
         finally:

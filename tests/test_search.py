@@ -60,6 +60,14 @@ def test_greedy_and_beam_on_known_probabilities() -> None:
     assert beam.lengths[0].tolist() == [2, 2]
 
 
+def test_beam_wider_than_half_the_vocabulary_finds_the_best_outputs() -> None:
+    # 2 * beam = 8 candidates per hypothesis from a 6-word vocabulary: every word of every hypothesis is ranked.
+    beam = beam_search(MarkovModel(TABLE), SRC, SRC_LEN, beam_size=4, n_best=4, alpha=0.0, max_len_a=0, max_len_b=6)
+    # The four most probable outputs overall: B EOS, A EOS, A B EOS, EOS.
+    assert beam.token_lists() == [[[B], [A], [A, B], []]]
+    assert beam.log_probs[0].tolist() == pytest.approx([math.log(p) for p in (0.36, 0.2, 0.5 * 0.3 * 0.9, 0.1)])
+
+
 def test_length_penalty_changes_the_choice_where_it_should() -> None:
     # Stopping at once: 0.4. One word then EOS: 0.6 * 0.55 = 0.33.
     table = {BOS_ID: {EOS_ID: 0.4, A: 0.6}, A: {EOS_ID: 0.55, A: 0.45}}

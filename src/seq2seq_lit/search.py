@@ -174,9 +174,12 @@ def beam_search(
         if bool(at_limit.any()):
             not_eos = torch.arange(vocab, device=device) != EOS_ID
             lp = lp.masked_fill(at_limit.view(n, 1, 1) & not_eos, neg_inf)
-        cand_lp, cand = (live_lp.unsqueeze(2) + lp).view(n, k * vocab).topk(2 * k, dim=1)
+        # Only a hypothesis' best 2k words can be among its sentence's best 2k candidates: pick those per row
+        # first, so the step adds and ranks (n, k, 2k) scores rather than (n, k, vocab).
+        word_lp, word = lp.topk(min(2 * k, vocab), dim=2)
+        cand_lp, cand = (live_lp.unsqueeze(2) + word_lp).view(n, -1).topk(2 * k, dim=1)
         # |cand_lp| = |cand| = (n_active, 2 * beam_size); at most k of them end in EOS
-        beam, token = cand // vocab, cand % vocab
+        beam, token = cand // word.size(2), word.view(n, -1).gather(1, cand)
         offsets = (torch.arange(n, device=device) * k).unsqueeze(1)
         source_row = (offsets + beam).view(-1)
         is_eos = token == EOS_ID
