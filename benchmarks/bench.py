@@ -430,9 +430,10 @@ class WithoutCache(torch.nn.Module):
 def transformer_figures(res: dict, dm, batches: list, steps: int, sentences: list[str], args) -> None:
     """The Transformer recipe's network beside the RNN reference, in the same run: training tok/s (fp32 and
     bf16-mixed) and MFU, greedy and beam-5 sentences/s with the cache and without it, their ratio to the RNN
-    figures above, and (on a CPU) the ratio its matmul bound allows. The Transformer recipe checkpoint (``--transformer-ckpt``, or the newest under logs/) decodes
-    when the RNN figures come from a trained checkpoint too; otherwise both families' untrained networks decode
-    (and the checkpoint's speed is added as ``*_recipe_ckpt``)."""
+    figures above, and (on a CPU) the ratio its matmul bound allows. The Transformer recipe checkpoint
+    (``--transformer-ckpt``, or the newest under logs/) decodes when the RNN figures come from a trained checkpoint
+    too; otherwise both families' untrained networks decode (and the checkpoint's speed is added as
+    ``*_recipe_ckpt``)."""
     from seq2seq_lit.translator import Translator
 
     fp32 = lightning_throughput(dm, batches, "32-true", steps, args.device, family="transformer")[0]
@@ -468,9 +469,12 @@ def transformer_figures(res: dict, dm, batches: list, steps: int, sentences: lis
         if args.device == "cpu":  # the profiler's times are CPU times
             # The Transformer's speed if only its matrix products took time, against the RNN's measured speed:
             # the most its decoding could gain over the RNN's without doing fewer multiply-adds.
-            profiled = sentences[: 40 if args.quick else 1000]
-            cfg = decoding_config(beam)
-            share = time_shares(lambda cfg=cfg: translator.translate(profiled, cfg), {"matmul": MATMUL_OPS})["matmul"]
+            profiled, cfg = sentences[: 40 if args.quick else 1000], decoding_config(beam)
+
+            def work(lines: list[str] = profiled, cfg=cfg) -> None:
+                translator.translate(lines, cfg)
+
+            share = time_shares(work, {"matmul": MATMUL_OPS})["matmul"]
             res[f"transformer_matmul_share_{name}"] = share
             res[f"transformer_{name}_sent_s_matmul_bound"] = res[f"transformer_{name}_sent_s"] / share
             res[f"transformer_{name}_speedup_vs_rnn_matmul_bound"] = (
