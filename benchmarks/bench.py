@@ -322,10 +322,11 @@ def matmul_bounds(res: dict, dm, batches: list, translator, sentences: list[str]
             res[f"{name}_sent_s{suffix}_required_bound"] = speed / (share["matmul"] + share["required"])
 
 
-def decoding_ceilings(res: dict, translator, sentences: list[str]) -> None:
+def decoding_ceilings(res: dict, translator, sentences: list[str], prefix: str = "") -> None:
     """Add the matrix-product FLOPs per sentence of greedy and beam-5 decoding (encoder included, counted by
-    ``FlopCounterMode`` on the real search) to ``res``, and the speeds they allow at the measured ceilings:
-    the speed if every product ran at the peak of a 2048^2 one and nothing else took any time. On a GPU the
+    ``FlopCounterMode`` on the real search) to ``res`` (keys after ``prefix``), and the speeds they allow at the
+    measured ceilings: the speed if every product ran at the peak of a 2048^2 one and nothing else took any time.
+    On a GPU the
     encoder's cuDNN LSTM escapes the count (212 MFLOP per greedy sentence there, 289 on the CPU)."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -333,9 +334,9 @@ def decoding_ceilings(res: dict, translator, sentences: list[str]) -> None:
         with FlopCounterMode(display=False) as counter:
             translator.translate(sentences, decoding_config(beam))
         flops = counter.get_total_flops() / len(sentences)
-        res[f"{name}_flops_per_sentence"] = flops
+        res[f"{prefix}{name}_flops_per_sentence"] = flops
         for precision in ("fp32", "bf16")[: 2 if "matmul_gflops_bf16" in res else 1]:
-            res[f"{name}_sent_s_ceiling_{precision}"] = res[f"matmul_gflops_{precision}"] * 1e9 / flops
+            res[f"{prefix}{name}_sent_s_ceiling_{precision}"] = res[f"matmul_gflops_{precision}"] * 1e9 / flops
 
 
 def timed_pass(search, sentences: list[str], device: str = "cpu") -> tuple[float, list]:
@@ -480,6 +481,7 @@ def transformer_figures(res: dict, dm, batches: list, steps: int, sentences: lis
             res[f"transformer_{name}_speedup_vs_rnn_matmul_bound"] = (
                 res[f"transformer_{name}_sent_s_matmul_bound"] / res[f"{name}_sent_s"]
             )
+    decoding_ceilings(res, translator, sentences, "transformer_")
 
 
 def main() -> None:
