@@ -270,6 +270,8 @@ REQUIRED_DECODING_OPS = {
     "aten::_log_softmax", "aten::max", "aten::topk", "aten::_softmax", "aten::sigmoid", "aten::sigmoid_",
     "aten::tanh", "aten::tanh_",
 }  # fmt: skip
+# Sentences decoded under the profiler for the matmul shares, by ``--quick``.
+PROFILED_SENTENCES = {False: 1000, True: 40}
 
 
 def time_shares(work, groups: dict[str, set[str]]) -> dict[str, float]:
@@ -310,24 +312,32 @@ def matmul_bounds(res: dict, dm, batches: list, translator, sentences: list[str]
     res["train_tok_s_fp32_matmul_bound"] = res["train_tok_s_fp32"] / train["matmul"]
     res["required_share_train_fp32"] = train["required"]
     res["train_tok_s_fp32_required_bound"] = res["train_tok_s_fp32"] / (train["matmul"] + train["required"])
-    decoding_groups = {"matmul": MATMUL_OPS, "required": REQUIRED_DECODING_OPS}
+    decoding_bounds(res, translator, sentences, {"matmul": MATMUL_OPS, "required": REQUIRED_DECODING_OPS}, bf16)
+
+
+def decoding_bounds(
+    res: dict, translator, sentences: list[str], groups: dict[str, set[str]], bf16: bool, prefix: str = ""
+) -> None:
+    """Add the shares of greedy and beam-5 decoding of ``sentences`` spent in each of ``groups`` (``matmul``,
+    optionally ``required``) to ``res`` (keys after ``prefix``), with the speeds the matmuls, and the matmuls
+    and the required work together, bound; fp32, and bf16 autocast too with ``bf16``."""
     for name, beam in (("greedy", 1), ("beam5", 5)):
         for suffix, autocast in (("", False), ("_bf16", True))[: 2 if bf16 else 1]:
             cfg = decoding_config(beam, autocast)
-            share = time_shares(lambda cfg=cfg: translator.translate(sentences, cfg), decoding_groups)
-            speed = res[f"{name}_sent_s{suffix}"]
-            res[f"matmul_share_{name}{suffix}"] = share["matmul"]
-            res[f"{name}_sent_s{suffix}_matmul_bound"] = speed / share["matmul"]
-            res[f"required_share_{name}{suffix}"] = share["required"]
-            res[f"{name}_sent_s{suffix}_required_bound"] = speed / (share["matmul"] + share["required"])
+            share = time_shares(lambda cfg=cfg: translator.translate(sentences, cfg), groups)
+            speed = res[f"{prefix}{name}_sent_s{suffix}"]
+            for group, value in share.items():
+                res[f"{prefix}{group}_share_{name}{suffix}"] = value
+            res[f"{prefix}{name}_sent_s{suffix}_matmul_bound"] = speed / share["matmul"]
+            if "required" in share:
+                res[f"{prefix}{name}_sent_s{suffix}_required_bound"] = speed / (share["matmul"] + share["required"])
 
 
 def decoding_ceilings(res: dict, translator, sentences: list[str], prefix: str = "") -> None:
     """Add the matrix-product FLOPs per sentence of greedy and beam-5 decoding (encoder included, counted by
     ``FlopCounterMode`` on the real search) to ``res`` (keys after ``prefix``), and the speeds they allow at the
     measured ceilings: the speed if every product ran at the peak of a 2048^2 one and nothing else took any time.
-    On a GPU the
-    encoder's cuDNN LSTM escapes the count (212 MFLOP per greedy sentence there, 289 on the CPU)."""
+    On a GPU the encoder's cuDNN LSTM escapes the count (212 MFLOP per greedy sentence there, 289 on the CPU)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     for name, beam in (("greedy", 1), ("beam5", 5)):
@@ -467,17 +477,12 @@ def transformer_figures(res: dict, dm, batches: list, steps: int, sentences: lis
             trained = Translator.from_checkpoint(ckpt, args.device)
             res[f"transformer_{name}_sent_s_recipe_ckpt"] = decoding_speed(trained, sentences, beam, device=args.device)
         res[f"transformer_{name}_speedup_vs_rnn"] = res[f"transformer_{name}_sent_s"] / res[f"{name}_sent_s"]
-        if args.device == "cpu":  # the profiler's times are CPU times
-            # The Transformer's speed if only its matrix products took time, against the RNN's measured speed:
-            # the most its decoding could gain over the RNN's without doing fewer multiply-adds.
-            profiled, cfg = sentences[: 40 if args.quick else 1000], decoding_config(beam)
-
-            def work(lines: list[str] = profiled, cfg=cfg) -> None:
-                translator.translate(lines, cfg)
-
-            share = time_shares(work, {"matmul": MATMUL_OPS})["matmul"]
-            res[f"transformer_matmul_share_{name}"] = share
-            res[f"transformer_{name}_sent_s_matmul_bound"] = res[f"transformer_{name}_sent_s"] / share
+    if args.device == "cpu":  # the profiler's times are CPU times
+        # The Transformer's speed if only its matrix products took time, against the RNN's measured speed: the
+        # most its decoding could gain over the RNN's without doing fewer multiply-adds.
+        profiled = sentences[: PROFILED_SENTENCES[args.quick]]
+        decoding_bounds(res, translator, profiled, {"matmul": MATMUL_OPS}, bf16=False, prefix="transformer_")
+        for name in ("greedy", "beam5"):
             res[f"transformer_{name}_speedup_vs_rnn_matmul_bound"] = (
                 res[f"transformer_{name}_sent_s_matmul_bound"] / res[f"{name}_sent_s"]
             )
@@ -592,7 +597,7 @@ def main() -> None:
     with stage(stages, "decoding_ceilings"):
         decoding_ceilings(res, translator, test_src)
     if args.device == "cpu":
-        steps_profiled, sentences_profiled = (2, 40) if args.quick else (10, 1000)
+        steps_profiled, sentences_profiled = 2 if args.quick else 10, PROFILED_SENTENCES[args.quick]
         with stage(stages, "matmul_bounds"):
             matmul_bounds(res, dm, batches[: 3 + steps_profiled], translator, test_src[:sentences_profiled], args.bf16)
     with stage(stages, "help"):

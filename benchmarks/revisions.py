@@ -42,7 +42,10 @@ translator = Translator(model, dm.src_tokenizer, dm.tgt_tokenizer, 100)
 sentences = dm.sources("test_2016_flickr", list(range(500)))
 out = {"train_tok_s": statistics.median(rates[3:])}
 ckpts = json.loads(sys.argv[4])
-for family, prefix in (("rnn", ""), ("transformer", "transformer_")):
+families = [("rnn", "")]
+if hasattr(bench, "TRANSFORMER"):  # the revision's harness knows the Transformer recipe's network
+    families.append(("transformer", "transformer_"))
+for family, prefix in families:
     if ckpts[family]:
         translator = Translator.from_checkpoint(ckpts[family])
     elif family == "transformer":
@@ -86,7 +89,7 @@ def main() -> None:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
     a, b = args.revisions
     print(f"| figure | {a} | {b} | {b} / {a} |\n| --- | --- | --- | --- |")
-    for key in results[a][0]:
+    for key in (key for key in results[a][0] if key in results[b][0]):  # figures both revisions measure
         ma = statistics.median(x[key] for x in results[a])
         mb = statistics.median(x[key] for x in results[b])
         print(f"| {key} | {ma:,.0f} | {mb:,.0f} | {mb / ma:.3f} |")
