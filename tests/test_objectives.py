@@ -15,9 +15,11 @@ import torch
 from conftest import TINY_QUIET, make_module
 from test_search import SRC, SRC_LEN, MarkovModel
 
+from seq2seq_lit.config import ObjectiveConfig
 from seq2seq_lit.data.vocab import BOS_ID, EOS_ID, PAD_ID
-from seq2seq_lit.objectives import candidates, expected_risk
-from seq2seq_lit.search import greedy_search, sample
+from seq2seq_lit.errors import ConfigError
+from seq2seq_lit.objectives import candidate_scores, candidates, check_objective, expected_risk
+from seq2seq_lit.search import beam_search, greedy_search, sample
 
 
 def test_expected_risk_and_its_gradient_by_hand() -> None:
@@ -40,11 +42,46 @@ def test_expected_risk_and_its_gradient_by_hand() -> None:
 def test_candidates_put_the_reference_last_and_count_duplicates_once() -> None:
     samples = torch.tensor([[5, EOS_ID, PAD_ID], [5, EOS_ID, PAD_ID], [6, 7, EOS_ID], [8, EOS_ID, PAD_ID]])
     reference = torch.tensor([[BOS_ID, 9, EOS_ID, PAD_ID], [BOS_ID, 6, 7, EOS_ID]])
-    cands = candidates(samples, torch.tensor([2, 2, 3, 2]), k=2, reference=reference)
+    cands = candidates(samples, k=2, reference=reference)
     assert cands.tgt[1].tolist()[:3] == [BOS_ID, 9, EOS_ID] and cands.tgt[0].tolist()[:3] == [BOS_ID, 5, EOS_ID]
     assert cands.tgt[3].tolist() == [BOS_ID, 6, 7, EOS_ID]
     # Sentence 1's sample equals its reference: counted once.
     assert cands.valid.tolist() == [[True, True], [True, False]]
+
+
+def test_candidates_a_search_did_not_find_count_as_none() -> None:
+    # A beam of 3 that finished two outputs for sentence 0 (its third row is empty) and three for sentence 1.
+    outputs = torch.tensor([[5, EOS_ID], [6, EOS_ID], [PAD_ID, PAD_ID], [5, EOS_ID], [6, EOS_ID], [7, EOS_ID]])
+    found = torch.tensor([[True, True, False], [True, True, True]])
+    assert candidates(outputs, k=3, reference=None, found=found).valid.tolist() == found.tolist()
+    # The reference takes the last place, found or not.
+    reference = torch.tensor([[BOS_ID, 9, EOS_ID], [BOS_ID, 9, EOS_ID]])
+    assert candidates(outputs, k=3, reference=reference, found=found).valid.all()
+
+
+def test_candidate_scores_sum_or_average_the_target_tokens() -> None:
+    # Row 0 scores tokens 1, 2 (then PAD); row 1 tokens 3, 1, 2.
+    log_probs = torch.log_softmax(torch.randn(2, 3, 5), dim=-1)
+    target = torch.tensor([[1, 2, PAD_ID], [3, 1, 2]])
+    lp = log_probs.tolist()
+    total = [lp[0][0][1] + lp[0][1][2], lp[1][0][3] + lp[1][1][1] + lp[1][2][2]]
+    assert candidate_scores(log_probs, target, length_normalize=False).tolist() == pytest.approx(total)
+    mean = candidate_scores(log_probs, target, length_normalize=True)
+    assert mean.tolist() == pytest.approx([total[0] / 2, total[1] / 3])
+    # An empty row (a candidate not found) scores 0 and gives a finite gradient.
+    empty = torch.zeros(1, 2, 5, requires_grad=True)
+    candidate_scores(empty, torch.full((1, 2), PAD_ID), length_normalize=True).sum().backward()
+    assert torch.isfinite(empty.grad).all()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("samples", 1), ("mle_weight", 1.0), ("metric", "ter"), ("candidates", "nbest")],
+)
+def test_mrt_settings_it_cannot_take_fail_naming_the_key(key: str, value) -> None:
+    settings = {**vars(ObjectiveConfig(name="mrt")), key: value}
+    with pytest.raises(ConfigError, match=f"model.objective.{key}="):
+        check_objective(settings)
 
 
 def test_sampling_a_deterministic_model_is_greedy() -> None:
@@ -79,11 +116,39 @@ def test_the_risk_of_candidates_that_are_all_the_reference_is_zero(tiny_datamodu
     risk.backward()  # a risk of 0 everywhere has no gradient to give, but it is a graph
 
 
-@pytest.mark.parametrize("family", ["rnn", "transformer"])
-def test_mrt_trains_from_the_command_line(family: str, tmp_path: Path, multi30k_root: Path, cache_dir: Path) -> None:
+def test_beam_candidates_are_the_beams_k_best(tiny_datamodule, monkeypatch) -> None:
+    dm = tiny_datamodule
+    objective = {"name": "mrt", "samples": 3, "candidates": "beam", "include_reference": False}
+    module = make_module(len(dm.src_tokenizer), len(dm.tgt_tokenizer), hidden_size=32, word_vec_size=16, n_layers=1,
+                         objective=objective)  # fmt: skip
+    module.set_tokenizers(dm.src_tokenizer, dm.tgt_tokenizer)
+    batch = next(iter(dm.val_dataloader()))
+    seen = {}
+
+    def keep(outputs, k, reference, found=None):
+        seen.update(outputs=outputs, found=found)
+        return candidates(outputs, k, reference, found)
+
+    monkeypatch.setattr("seq2seq_lit.objectives.candidates", keep)
+    module.train()
+    module.minimum_risk(batch)
+    assert module.model.training  # dropout is off while decoding and back on for the loss
+    d = module.decoding
+    module.eval()
+    best = beam_search(module.model, batch["src"], batch["src_lengths"], beam_size=3, n_best=3, alpha=d.alpha,
+                       max_len_a=d.max_len_a, max_len_b=d.max_len_b)  # fmt: skip
+    assert torch.equal(seen["outputs"], best.tokens.flatten(0, 1))
+    assert torch.equal(seen["found"], best.log_probs.isfinite())
+
+
+@pytest.mark.parametrize(("family", "source"), [("rnn", "sample"), ("transformer", "beam")])
+def test_mrt_trains_from_the_command_line(
+    family: str, source: str, tmp_path: Path, multi30k_root: Path, cache_dir: Path
+) -> None:
     env = {**os.environ, "SEQ2SEQ_LIT_CACHE": str(cache_dir), "WANDB_MODE": "offline"}
     args = [
         *TINY_QUIET, f"model={family}", "model/objective=mrt", "model.objective.samples=3", "trainer.max_steps=3",
+        f"model.objective.candidates={source}", "model.objective.length_normalize=true",
         "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", "data.max_tokens=512",
         f"data.root={multi30k_root}", f"paths.root_dir={tmp_path}",
     ]  # fmt: skip

@@ -102,8 +102,10 @@ class ObjectiveConfig:
 
     # mle: the masked NLL; mrt: minimum risk training; dsl: dual supervised learning (seq2seq_lit.objectives)
     name: str = "mle"
-    samples: int = 8  # mrt: candidates drawn per source sentence
+    samples: int = 8  # mrt: candidates per source sentence
+    candidates: str = "sample"  # mrt: sample (ancestral sampling, Shen et al.) | beam (its k best; Edunov et al.)
     alpha: float = 0.005  # mrt: sharpness of the distribution renormalised over the candidates
+    length_normalize: bool = False  # mrt: Q from each candidate's mean token log-probability instead of its sum
     metric: str = "bleu"  # mrt: the risk is 1 - metric / 100; bleu (smoothed sentence BLEU) | chrf
     include_reference: bool = True  # mrt: the reference is one of the candidates
     mle_weight: float = 0.3  # mrt: loss = mle_weight * MLE + (1 - mle_weight) * risk

@@ -179,11 +179,12 @@ class TranslationModule(L.LightningModule):
     def minimum_risk(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Minimum risk training's loss for a batch (``seq2seq_lit.objectives``) and the candidates' mean metric.
 
-        The candidates of the whole batch are drawn together (dropout off), scored against the references with
-        sacreBLEU, and their log-probabilities computed in one teacher-forced pass over ``batch x samples`` rows.
+        The candidates of the whole batch are decoded together (sampled or beam-searched, dropout off), scored
+        against the references with sacreBLEU, and their log-probabilities computed in one teacher-forced pass
+        over ``batch x samples`` rows.
         """
-        from seq2seq_lit.objectives import candidates, expected_risk, sentence_metric
-        from seq2seq_lit.search import sample
+        from seq2seq_lit import search
+        from seq2seq_lit.objectives import candidate_scores, candidates, expected_risk, sentence_metric
 
         if self.tgt_tokenizer is None:
             raise ConfigError("model.objective.name=mrt scores detokenized candidates: the module needs tokenizers")
@@ -192,9 +193,17 @@ class TranslationModule(L.LightningModule):
         k = o.samples
         training = self.model.training
         self.model.eval()
-        drawn, lengths = sample(self.model, src, src_lengths, n=k, max_len_a=d.max_len_a, max_len_b=d.max_len_b)
+        a, b = d.max_len_a, d.max_len_b
+        found: torch.Tensor | None = None
+        if o.candidates == "beam":
+            best = search.beam_search(
+                self.model, src, src_lengths, beam_size=k, n_best=k, alpha=d.alpha, max_len_a=a, max_len_b=b
+            )
+            outputs, found = best.tokens.flatten(0, 1), best.log_probs.isfinite()
+        else:
+            outputs, _ = search.sample(self.model, src, src_lengths, n=k, max_len_a=a, max_len_b=b)
         self.model.train(training)
-        cands = candidates(drawn, lengths, k, tgt if o.include_reference else None)
+        cands = candidates(outputs, k, tgt if o.include_reference else None, found)
 
         hyps = self.tgt_tokenizer.decode(token_lists(cands.tgt[:, 1:]))
         refs = self.tgt_tokenizer.decode(token_lists(tgt[:, 1:]))
@@ -202,8 +211,8 @@ class TranslationModule(L.LightningModule):
         metric = torch.tensor([score(h, refs[i // k]) for i, h in enumerate(hyps)], device=src.device).view(-1, k)
         # |metric| = (batch_size, k)
         log_probs = self.model(src.repeat_interleave(k, 0), src_lengths.repeat_interleave(k, 0), cands.tgt[:, :-1])
-        seq_lp = sentence_log_probs(log_probs.float(), cands.tgt[:, 1:]).view(-1, k)
-        risk = expected_risk(seq_lp, 1 - metric / 100, o.alpha, cands.valid).mean()
+        seq_lp = candidate_scores(log_probs.float(), cands.tgt[:, 1:], o.length_normalize)
+        risk = expected_risk(seq_lp.view(-1, k), 1 - metric / 100, o.alpha, cands.valid).mean()
         valid = cands.valid.float()
         return risk, (metric * valid).sum() / valid.sum()
 

@@ -20,9 +20,11 @@ from sacrebleu.metrics import BLEU, CHRF
 
 from seq2seq_lit.data.vocab import BOS_ID, PAD_ID
 from seq2seq_lit.errors import ConfigError
+from seq2seq_lit.translator import sentence_log_probs
 
 OBJECTIVES = ("mle", "mrt", "dsl")
 METRICS = ("bleu", "chrf")
+CANDIDATE_SOURCES = ("sample", "beam")
 
 
 def expected_risk(
@@ -38,6 +40,16 @@ def expected_risk(
     q = torch.softmax(scores, dim=1)
     # |q| = (batch_size, k)
     return (q * cost).sum(dim=1)
+
+
+def candidate_scores(log_probs: torch.Tensor, target: torch.Tensor, length_normalize: bool) -> torch.Tensor:
+    """Each row's log-probability of its target, PAD excluded: the sum, or with ``length_normalize`` the mean
+    over its tokens. ``log_probs`` ``(rows, len, vocab)``, ``target`` ``(rows, len)``; returns ``(rows,)``."""
+    total = sentence_log_probs(log_probs, target)
+    if not length_normalize:
+        return total
+    # clamp: a row without tokens (a candidate the search did not find) must not divide by zero in backward
+    return total / (target != PAD_ID).sum(dim=1).clamp(min=1)
 
 
 def dual_gap(
@@ -60,15 +72,19 @@ class Candidates:
     """``k`` candidate translations per sentence, as teacher-forcing input and target."""
 
     tgt: torch.Tensor  # (batch * k, len): BOS y EOS PAD...
-    valid: torch.Tensor  # (batch, k): False for a duplicate of an earlier candidate of the same sentence
+    valid: torch.Tensor  # (batch, k): False for a candidate not found or a duplicate of an earlier one of its sentence
 
 
-def candidates(samples: torch.Tensor, lengths: torch.Tensor, k: int, reference: torch.Tensor | None) -> Candidates:
-    """Sampled outputs (``search.sample``) as ``[BOS] y [EOS]`` rows; with ``reference`` (the batch's ``tgt``)
-    each sentence's last candidate is replaced by its reference. Duplicates within a sentence count once."""
-    rows = samples.size(0)
-    # A sampled row holds y EOS PAD...; prepend BOS.
-    tgt = torch.cat([samples.new_full((rows, 1), BOS_ID), samples], dim=1)
+def candidates(
+    outputs: torch.Tensor, k: int, reference: torch.Tensor | None, found: torch.Tensor | None = None
+) -> Candidates:
+    """Decoded outputs (``search.sample``'s rows, or a beam's ``k`` best flattened to ``(batch * k, len)``) as
+    ``[BOS] y [EOS]`` rows; with ``reference`` (the batch's ``tgt``) each sentence's last candidate is replaced by
+    its reference. Duplicates within a sentence count once; ``found`` ``(batch, k)`` marks the outputs a search
+    returned (a beam may finish fewer than ``k``), the others count as none."""
+    rows = outputs.size(0)
+    # An output row holds y EOS PAD...; prepend BOS.
+    tgt = torch.cat([outputs.new_full((rows, 1), BOS_ID), outputs], dim=1)
     if reference is not None:
         width = max(tgt.size(1), reference.size(1))
         tgt = torch.nn.functional.pad(tgt, (0, width - tgt.size(1)), value=PAD_ID)
@@ -78,12 +94,14 @@ def candidates(samples: torch.Tensor, lengths: torch.Tensor, k: int, reference: 
         tgt = tgt.view(rows, width)
     batch = rows // k
     as_lists = [tuple(row[row != PAD_ID].tolist()) for row in tgt]
-    valid = torch.ones(batch, k, dtype=torch.bool, device=tgt.device)
+    keep = [[True] * k for _ in range(batch)] if found is None else found.tolist()
     for i in range(batch):
         seen: set[tuple] = set()
         for j in range(k):
-            valid[i, j] = as_lists[i * k + j] not in seen
-            seen.add(as_lists[i * k + j])
+            row = as_lists[i * k + j]
+            keep[i][j] = (keep[i][j] or (reference is not None and j == k - 1)) and row not in seen
+            seen.add(row)
+    valid = torch.tensor(keep, dtype=torch.bool, device=tgt.device)
     return Candidates(tgt, valid)
 
 
@@ -95,6 +113,10 @@ def check_objective(objective: dict) -> None:
     if name == "mrt":
         if objective["samples"] < 2:
             raise ConfigError(f"model.objective.samples={objective['samples']} must be >= 2")
+        if objective["candidates"] not in CANDIDATE_SOURCES:
+            raise ConfigError(
+                f"model.objective.candidates={objective['candidates']!r}; allowed values: {list(CANDIDATE_SOURCES)}"
+            )
         if not 0.0 <= objective["mle_weight"] < 1.0:
             raise ConfigError(f"model.objective.mle_weight={objective['mle_weight']} must be in [0, 1)")
         sentence_metric(objective["metric"])
