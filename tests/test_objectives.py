@@ -160,3 +160,18 @@ def test_mrt_trains_from_the_command_line(
     risks = [float(r["train/risk_step"]) for r in rows if r.get("train/risk_step")]
     bleus = [float(r["train/candidate_bleu_step"]) for r in rows if r.get("train/candidate_bleu_step")]
     assert len(risks) == 3 and all(0 <= x <= 1 for x in risks) and all(0 <= b <= 100 for b in bleus)
+
+
+def test_mrt_balance_weighs_the_two_terms(trained_ckpt: Path, multi30k_root: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from mrt_balance import balance, first_pairs
+
+    sources, targets = first_pairs(multi30k_root, "en", "de", 8)
+    base = {**vars(ObjectiveConfig(name="mrt")), "samples": 3}
+    flat = balance(str(trained_ckpt), {**base, "alpha": 0.0, "mle_weight": 0.2}, sources, targets)
+    # alpha 0 makes Q uniform whatever the model says: the risk has no gradient.
+    assert flat["risk_grad"] == 0.0 and flat["ratio"] == 0.0 and flat["mle_grad"] > 0
+    sharp = balance(str(trained_ckpt), {**base, "alpha": 1.0, "mle_weight": 0.4}, sources, targets)
+    # Same seed, so the same dropout masks: the MLE gradient scales with its weight.
+    assert sharp["mle_grad"] == pytest.approx(2 * flat["mle_grad"], rel=1e-5)
+    assert sharp["risk_grad"] > 0 and -1 <= sharp["cosine"] <= 1 and 0 <= sharp["metric"] <= 100

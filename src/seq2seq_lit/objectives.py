@@ -1,10 +1,11 @@
 """Training objectives beyond maximum likelihood: minimum risk training (Shen et al., 2016) and dual supervised
 learning (Xia et al., 2017).
 
-``model/objective=mrt``: for each source, ``samples`` candidate translations are drawn from the model (the
-reference may be one of them), scored against the reference with a sentence-level sacreBLEU metric, and the
-loss is the expected risk ``sum_j Q(y_j | x) (1 - metric_j / 100)`` under the model's distribution renormalised
-over the candidates with sharpness ``alpha``, ``Q(y_j | x) ∝ P(y_j | x) ** alpha``, mixed with the MLE loss.
+``model/objective=mrt``: for each source, ``samples`` candidate translations are sampled from the model or taken
+from a beam search's ``samples`` best (the reference may be one of them), scored against the reference with a
+sentence-level sacreBLEU metric, and the loss is the expected risk ``sum_j Q(y_j | x) (1 - metric_j / 100)`` under
+the model's distribution renormalised over the candidates with sharpness ``alpha``, ``Q(y_j | x) ∝ P(y_j | x) **
+alpha`` (or, length-normalised, ``exp(alpha * mean token log-probability)``), mixed with the MLE loss.
 
 ``model/objective=dsl``: the two directions x -> y and y -> x train together on each pair, and the loss adds
 ``dual_weight * ((log P(x) + log P(y|x)) - (log P(y) + log P(x|y))) ** 2``, with ``P(x)`` and ``P(y)`` from two
