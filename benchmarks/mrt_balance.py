@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from seq2seq_lit.checkpoint import load_checkpoint, read_checkpoint
+from seq2seq_lit.checkpoint import InitFrom, read_checkpoint
 from seq2seq_lit.config import ObjectiveConfig
 from seq2seq_lit.module import TranslationModule, masked_nll
 from seq2seq_lit.objectives import check_objective
@@ -31,18 +31,19 @@ def first_pairs(root: Path, src_lang: str, tgt_lang: str, n: int) -> tuple[list[
         return [next(s).rstrip("\n") for _ in range(n)], [next(t).rstrip("\n") for _ in range(n)]
 
 
-def balance(ckpt_path: str, objective: dict, sources: list[str], targets: list[str]) -> dict[str, float]:
-    """The two terms' gradient norms, ratio and cosine, the risk and the candidates' mean metric, for one setting."""
-    ckpt = load_checkpoint(ckpt_path)
-    saved = read_checkpoint(ckpt_path)["hyper_parameters"]
+def balance(start: InitFrom, objective: dict, sources: list[str], targets: list[str]) -> dict[str, float]:
+    """The two terms' gradient norms, ratio and cosine, the risk and the candidates' mean metric, for one setting,
+    on the network an ``init_from`` run of that setting would start with."""
+    saved = start.ckpt["hyper_parameters"]
     hparams = {k: v for k, v in saved.items() if k not in ("src_vocab_size", "tgt_vocab_size")}
     hparams["objective"] = objective
-    module = TranslationModule(len(ckpt.src_tokenizer), len(ckpt.tgt_tokenizer), **hparams)
-    module.model.load_state_dict(ckpt.model.state_dict())
-    module.set_tokenizers(ckpt.src_tokenizer, ckpt.tgt_tokenizer)
+    module = TranslationModule(saved["src_vocab_size"], saved["tgt_vocab_size"], **hparams)
+    start.load_into(module)
+    src_tokenizer, tgt_tokenizer = start.tokenizers()
+    module.set_tokenizers(src_tokenizer, tgt_tokenizer)
     module.train()
     torch.manual_seed(0)  # the same dropout masks and samples for every setting
-    batch = parallel_batch(sources, targets, ckpt.src_tokenizer, ckpt.tgt_tokenizer, torch.device("cpu"))
+    batch = parallel_batch(sources, targets, src_tokenizer, tgt_tokenizer, torch.device("cpu"))
     params = [p for p in module.model.parameters() if p.requires_grad]
     weight = objective["mle_weight"]
     log_probs = module(batch["src"], batch["src_lengths"], batch["tgt"][:, :-1])
@@ -71,8 +72,8 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=64)
     parser.add_argument("--data", default=os.environ.get("SEQ2SEQ_LIT_DATA", "../shared/data") + "/multi30k")
     args = parser.parse_args()
-    saved = read_checkpoint(args.ckpt)["hyper_parameters"]
-    data = saved.get("data") or {}
+    start = InitFrom(Path(args.ckpt), read_checkpoint(args.ckpt, key="--ckpt"))
+    data = start.ckpt["hyper_parameters"].get("data") or {}
     sources, targets = first_pairs(Path(args.data), data.get("src_lang", "en"), data.get("tgt_lang", "de"),
                                    args.sentences)  # fmt: skip
     defaults = OmegaConf.structured(ObjectiveConfig(name="mrt"))
@@ -82,7 +83,7 @@ def main() -> None:
     for objective in settings.values():
         check_objective(objective)  # type: ignore[arg-type]
     for setting, objective in settings.items():
-        r = balance(args.ckpt, objective, sources, targets)  # type: ignore[arg-type]
+        r = balance(start, objective, sources, targets)  # type: ignore[arg-type]
         print(
             f"{setting}: |grad mle| {r['mle_grad']:.4g}  |grad risk| {r['risk_grad']:.4g}  ratio {r['ratio']:.3g}  "
             f"cosine {r['cosine']:.3f}  risk {r['risk']:.3f}  candidates' {objective['metric']} {r['metric']:.1f}",

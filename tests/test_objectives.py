@@ -15,6 +15,7 @@ import torch
 from conftest import TINY_QUIET, make_module
 from test_search import SRC, SRC_LEN, MarkovModel
 
+from seq2seq_lit.checkpoint import InitFrom, read_checkpoint
 from seq2seq_lit.config import ObjectiveConfig
 from seq2seq_lit.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from seq2seq_lit.errors import ConfigError
@@ -166,12 +167,13 @@ def test_mrt_balance_weighs_the_two_terms(trained_ckpt: Path, multi30k_root: Pat
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from mrt_balance import balance, first_pairs
 
+    start = InitFrom(trained_ckpt, read_checkpoint(trained_ckpt))
     sources, targets = first_pairs(multi30k_root, "en", "de", 8)
     base = {**vars(ObjectiveConfig(name="mrt")), "samples": 3}
-    flat = balance(str(trained_ckpt), {**base, "alpha": 0.0, "mle_weight": 0.2}, sources, targets)
+    flat = balance(start, {**base, "alpha": 0.0, "mle_weight": 0.2}, sources, targets)
     # alpha 0 makes Q uniform whatever the model says: the risk has no gradient.
     assert flat["risk_grad"] == 0.0 and flat["ratio"] == 0.0 and flat["mle_grad"] > 0
-    sharp = balance(str(trained_ckpt), {**base, "alpha": 1.0, "mle_weight": 0.4}, sources, targets)
+    sharp = balance(start, {**base, "alpha": 1.0, "mle_weight": 0.4}, sources, targets)
     # Same seed, so the same dropout masks: the MLE gradient scales with its weight.
     assert sharp["mle_grad"] == pytest.approx(2 * flat["mle_grad"], rel=1e-5)
     assert sharp["risk_grad"] > 0 and -1 <= sharp["cosine"] <= 1 and 0 <= sharp["metric"] <= 100
