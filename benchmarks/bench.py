@@ -337,7 +337,7 @@ def decoding_ceilings(res: dict, translator, sentences: list[str], prefix: str =
     """Add the matrix-product FLOPs per sentence of greedy and beam-5 decoding (encoder included, counted by
     ``FlopCounterMode`` on the real search) to ``res`` (keys after ``prefix``), and the speeds they allow at the
     measured ceilings: the speed if every product ran at the peak of a 2048^2 one and nothing else took any time.
-    On a GPU the encoder's cuDNN LSTM escapes the count (212 MFLOP per greedy sentence there, 289 on the CPU)."""
+    On a GPU the encoder's cuDNN LSTM escapes the count, so the figure there is lower than the CPU's."""
     from torch.utils.flop_counter import FlopCounterMode
 
     for name, beam in (("greedy", 1), ("beam5", 5)):
