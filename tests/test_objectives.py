@@ -16,9 +16,10 @@ from conftest import TINY_QUIET, make_module
 from test_search import SRC, SRC_LEN, MarkovModel
 
 from seq2seq_lit.checkpoint import InitFrom, read_checkpoint
-from seq2seq_lit.config import ObjectiveConfig
+from seq2seq_lit.config import ObjectiveConfig, RNNConfig, TransformerConfig, schema_defaults
 from seq2seq_lit.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from seq2seq_lit.errors import ConfigError
+from seq2seq_lit.module import TranslationModule
 from seq2seq_lit.objectives import candidate_scores, candidates, check_objective, expected_risk
 from seq2seq_lit.search import beam_search, greedy_search, sample
 
@@ -140,6 +141,47 @@ def test_beam_candidates_are_the_beams_k_best(tiny_datamodule, monkeypatch) -> N
                        max_len_a=d.max_len_a, max_len_b=d.max_len_b)  # fmt: skip
     assert torch.equal(seen["outputs"], best.tokens.flatten(0, 1))
     assert torch.equal(seen["found"], best.log_probs.isfinite())
+
+
+@pytest.mark.parametrize("family", ["rnn", "transformer"])
+def test_mrt_scores_each_candidate_as_a_pass_over_its_own_source_copy_would(
+    family: str, tiny_datamodule, monkeypatch
+) -> None:
+    # minimum_risk encodes a source once for its k candidates; scores and gradients must equal those of a plain
+    # teacher-forced pass over k copies of each source (dropout off, so both see the same network).
+    dm = tiny_datamodule
+    size = {"word_vec_size": 16} if family == "rnn" else {"n_heads": 4, "ffn_size": 64}
+    config = RNNConfig if family == "rnn" else TransformerConfig
+    k, objective = 3, {"name": "mrt", "samples": 3, "alpha": 1.0, "mle_weight": 0.5}
+    hparams = {**schema_defaults(config), **size, "hidden_size": 32, "n_layers": 1, "objective": objective}
+    module = TranslationModule(len(dm.src_tokenizer), len(dm.tgt_tokenizer), **hparams)
+    module.set_tokenizers(dm.src_tokenizer, dm.tgt_tokenizer)
+    batch = next(iter(dm.val_dataloader()))
+    seen = {}
+
+    def keep_candidates(outputs, k, reference, found=None):
+        seen["candidates"] = candidates(outputs, k, reference, found)
+        return seen["candidates"]
+
+    def keep_risk(scores, cost, alpha, valid=None):
+        seen.update(scores=scores, cost=cost, valid=valid)
+        return expected_risk(scores, cost, alpha, valid)
+
+    monkeypatch.setattr("seq2seq_lit.objectives.candidates", keep_candidates)
+    monkeypatch.setattr("seq2seq_lit.objectives.expected_risk", keep_risk)
+    module.eval()
+    risk, _ = module.minimum_risk(batch)
+    risk.backward()
+    shared = [p.grad.clone() for p in module.model.parameters()]
+    module.model.zero_grad()
+
+    tgt = seen["candidates"].tgt
+    src, src_lengths = batch["src"].repeat_interleave(k, 0), batch["src_lengths"].repeat_interleave(k, 0)
+    scores = candidate_scores(module.model(src, src_lengths, tgt[:, :-1]), tgt[:, 1:], False).view(-1, k)
+    torch.testing.assert_close(seen["scores"], scores, rtol=1e-6, atol=1e-5)  # sums of ~50 tokens
+    expected_risk(scores, seen["cost"], 1.0, seen["valid"]).mean().backward()
+    for got, want in zip(shared, (p.grad for p in module.model.parameters()), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize(("family", "source"), [("rnn", "sample"), ("transformer", "beam")])

@@ -181,7 +181,7 @@ class TranslationModule(L.LightningModule):
 
         The candidates of the whole batch are decoded together (sampled or beam-searched, dropout off), scored
         against the references with sacreBLEU, and their log-probabilities computed in one teacher-forced pass
-        over ``batch x samples`` rows.
+        over ``batch x samples`` rows, each source encoded once.
         """
         from seq2seq_lit import search
         from seq2seq_lit.objectives import candidate_scores, candidates, expected_risk, sentence_metric
@@ -210,7 +210,11 @@ class TranslationModule(L.LightningModule):
         score = sentence_metric(o.metric)
         metric = torch.tensor([score(h, refs[i // k]) for i, h in enumerate(hyps)], device=src.device).view(-1, k)
         # |metric| = (batch_size, k)
-        log_probs = self.model(src.repeat_interleave(k, 0), src_lengths.repeat_interleave(k, 0), cands.tgt[:, :-1])
+        # The source is encoded once and its k candidates decoded against it (their gradients meet there), as a
+        # beam's rows are: a sentence's k rows share one encoder pass and one dropout draw.
+        rows = torch.arange(src.size(0), device=src.device).repeat_interleave(k)
+        state = self.model.reorder_state(self.model.encode(src, src_lengths), rows)
+        log_probs, _, _ = self.model.decode(cands.tgt[:, :-1], state)
         seq_lp = candidate_scores(log_probs.float(), cands.tgt[:, 1:], o.length_normalize)
         risk = expected_risk(seq_lp.view(-1, k), 1 - metric / 100, o.alpha, cands.valid).mean()
         valid = cands.valid.float()
