@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-lowest bench notebook lint format clean
+.PHONY: help install train test test-slow test-lowest bench notebook lint format clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,8 +25,11 @@ install: $(STAMP) ## Create the virtual environment and install torch, then the 
 train: $(STAMP) ## Train the default model (en->de Multi30k); extra overrides via ARGS="model.hidden_size=256 ..."
 	$(BIN)/python -m seq2seq_lit.train $(ARGS)
 
-test: $(STAMP) ## Run the test suite
+test: $(STAMP) ## Run the test suite, except the tests marked slow
 	$(BIN)/python -m pytest $(ARGS)
+
+test-slow: $(STAMP) ## Run the tests marked slow (end-to-end runs of half a minute or more)
+	$(BIN)/python -m pytest -m slow $(ARGS)
 
 LOWEST := .venv-lowest
 test-lowest: ## Every dependency at its pyproject.toml floor (torch: TORCH) in .venv-lowest, then the tests

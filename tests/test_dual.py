@@ -125,6 +125,7 @@ def test_dsl_term_and_gradient(
     assert not any(k.startswith("_language_models") for k in module.state_dict())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["rnn", "transformer"])
 def test_dsl_trains_from_the_cli_and_holds_both_directions(
     family: str, request, lms: dict[str, Path], tmp_path: Path, multi30k_root, cache_dir

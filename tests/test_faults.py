@@ -139,6 +139,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 FAMILY = {"rnn": [], "transformer": ["model=transformer", "model.hidden_size=32", "model.ffn_size=64"]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILY)
 def test_sigkill_mid_epoch_then_ckpt_last_resumes_exactly(
     family: str, tmp_path: Path, multi30k_root, cache_dir

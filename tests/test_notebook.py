@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_walkthrough.ipynb"
 
 
+@pytest.mark.slow
 def test_walkthrough_executes_without_errors(tmp_path: Path, multi30k_root: Path, monkeypatch) -> None:
     monkeypatch.setenv("SEQ2SEQ_LIT_NOTEBOOK_FAST", "1")
     monkeypatch.setenv("MULTI30K", str(multi30k_root))
