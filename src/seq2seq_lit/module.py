@@ -210,11 +210,8 @@ class TranslationModule(L.LightningModule):
         score = sentence_metric(o.metric)
         metric = torch.tensor([score(h, refs[i // k]) for i, h in enumerate(hyps)], device=src.device).view(-1, k)
         # |metric| = (batch_size, k)
-        # The source is encoded once and its k candidates decoded against it (their gradients meet there), as a
-        # beam's rows are: a sentence's k rows share one encoder pass and one dropout draw.
-        rows = torch.arange(src.size(0), device=src.device).repeat_interleave(k)
-        state = self.model.reorder_state(self.model.encode(src, src_lengths), rows)
-        log_probs, _, _ = self.model.decode(cands.tgt[:, :-1], state)
+        # A sentence's k candidates share one encoder pass (and one dropout draw), as a beam's rows do.
+        log_probs, _, _ = self.model.decode(cands.tgt[:, :-1], search.encode_rows(self.model, src, src_lengths, k))
         seq_lp = candidate_scores(log_probs.float(), cands.tgt[:, 1:], o.length_normalize)
         risk = expected_risk(seq_lp.view(-1, k), 1 - metric / 100, o.alpha, cands.valid).mean()
         valid = cands.valid.float()

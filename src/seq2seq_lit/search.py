@@ -125,6 +125,13 @@ def greedy_search(
     )
 
 
+def encode_rows(model, src: torch.Tensor, src_lengths: torch.Tensor, n: int):
+    """The encoder's state for ``n`` decoder rows per sentence (a sentence's rows together); each source is
+    encoded once and kept once per sentence (``reorder_state``)."""
+    rows = torch.arange(src.size(0), device=src.device).repeat_interleave(n)
+    return model.reorder_state(model.encode(src, src_lengths), rows)
+
+
 @torch.no_grad()
 def beam_search(
     model, src: torch.Tensor, src_lengths: torch.Tensor, *, beam_size: int, n_best: int = 1,
@@ -140,9 +147,8 @@ def beam_search(
     if not 1 <= n_best <= beam_size:
         raise ConfigError(f"n_best={n_best} must be between 1 and beam_size={beam_size}")
     batch, k, device = src.size(0), beam_size, src.device
-    state = model.encode(src, src_lengths)
+    state = encode_rows(model, src, src_lengths, k)
     dtype = score_dtype(model)
-    state = model.reorder_state(state, torch.arange(batch, device=device).repeat_interleave(k))
     limit = max_lengths(src_lengths, max_len_a, max_len_b).to(device)
     max_len, src_len = int(limit.max()), src.size(1)
     neg_inf = float("-inf")
@@ -248,7 +254,7 @@ def sample(
     lengths, EOS included. EOS is forced at the length limit.
     """
     batch, device = src.size(0), src.device
-    state = model.reorder_state(model.encode(src, src_lengths), torch.arange(batch, device=device).repeat_interleave(n))
+    state = encode_rows(model, src, src_lengths, n)
     limit = max_lengths(src_lengths, max_len_a, max_len_b).to(device).repeat_interleave(n)
     max_len = int(limit.max())
     tokens = src.new_full((batch * n, max_len), PAD_ID)
