@@ -20,6 +20,7 @@ from seq2seq_lit.config import validate_model_args
 from seq2seq_lit.data.vocab import PAD_ID
 from seq2seq_lit.errors import ConfigError
 from seq2seq_lit.models import group_sentences
+from seq2seq_lit.models.dropout import Dropout
 from seq2seq_lit.models.generator import Generator
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"relu": F.relu, "gelu": F.gelu}
@@ -59,7 +60,7 @@ class Embeddings(nn.Module):
         nn.init.zeros_(self.tokens.weight[PAD_ID])
         self.positions = nn.Embedding(max_positions, hidden_size) if positions == "learned" else None
         self.scale = math.sqrt(hidden_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
         # |tokens| = (batch_size, length); ``start``: the position of the first token
@@ -154,7 +155,7 @@ class FeedForward(nn.Module):
     def __init__(self, hidden_size: int, ffn_size: int, activation: str, dropout: float) -> None:
         super().__init__()
         self.w1, self.w2 = nn.Linear(hidden_size, ffn_size), nn.Linear(ffn_size, hidden_size)
-        self.activation, self.dropout = ACTIVATIONS[activation], nn.Dropout(dropout)
+        self.activation, self.dropout = ACTIVATIONS[activation], Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w2(self.dropout(self.activation(self.w1(x))))
@@ -166,7 +167,7 @@ class Sublayers(nn.Module):
     def __init__(self, n: int, hidden_size: int, dropout: float, norm: str) -> None:
         super().__init__()
         self.norms = nn.ModuleList(nn.LayerNorm(hidden_size) for _ in range(n))
-        self.dropout, self.pre_norm = nn.Dropout(dropout), norm == "pre"
+        self.dropout, self.pre_norm = Dropout(dropout), norm == "pre"
 
     def forward(self, i: int, x: torch.Tensor, sublayer: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """``x`` plus sublayer ``i``'s output, normalised before it (pre-LN) or after the sum (post-LN)."""
